@@ -1,0 +1,157 @@
+"""The `journeyman` command: run the stack, one service, migrations, the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from journeyman.stack import DEFAULT_PORTS, SERVICES, Stack, read_state
+from shared.settings import Settings
+
+app = typer.Typer(
+    help="Journeyman: customer journeys from a git repo of YAML files.", no_args_is_help=True
+)
+console = Console()
+HOME = Path(".journeyman")
+Home = Annotated[Path, typer.Option(help="Where embedded data, keys, logs and the inbox live.")]
+
+
+@app.command()
+def up(home: Home = HOME) -> None:
+    """Start everything (embedded PostgreSQL and broker unless configured) until Ctrl-C."""
+    stack = Stack(home, say=lambda m: console.print(f"[bold cyan]journeyman[/] {m}"))
+    try:
+        info = stack.start()
+        print_info(info.services, info.write_key, info.api_key, info.outbox_dir)
+        console.print("[bold]Press Ctrl-C to stop.[/]")
+        signal.signal(signal.SIGTERM, _interrupt)
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.print("[bold cyan]journeyman[/] stopping")
+        stack.stop()
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    """SIGTERM stops the stack as cleanly as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def print_info(services: dict[str, str], write_key: str, api_key: str, outbox: str) -> None:
+    table = Table(title="Journeyman")
+    table.add_column("service")
+    table.add_column("url")
+    for name, url in services.items():
+        table.add_row(name, url)
+    console.print(table)
+    console.print(f"ingestion write key: [bold]{write_key}[/] (HTTP Basic user name)")
+    console.print(f"ops API key:         [bold]{api_key}[/] (Authorization: Bearer)")
+    console.print(f"local inbox:         {outbox}")
+
+
+@app.command()
+def status(home: Home = HOME) -> None:
+    """Show what runs where and whether each service is ready."""
+    info = read_state(home)
+    if info is None:
+        console.print("nothing is running here (no state file); start with `journeyman up`")
+        raise typer.Exit(1)
+    table = Table(title="Journeyman status")
+    for column in ("component", "where", "state"):
+        table.add_column(column)
+    table.add_row(
+        "database", info.database_url, "embedded" if info.embedded_database else "external"
+    )
+    table.add_row(
+        "broker", info.kafka_bootstrap_servers, "embedded" if info.embedded_broker else "external"
+    )
+    table.add_row("smtp inbox", info.smtp, info.outbox_dir)
+    with httpx.Client(timeout=3) as client:
+        for name, url in info.services.items():
+            try:
+                response = client.get(f"{url}/readyz")
+                checks = response.json().get("checks", {})
+                bad = {k: v for k, v in checks.items() if v != "ok"}
+                state = "ready" if response.status_code == 200 else f"not ready: {bad}"
+            except httpx.HTTPError as exc:
+                state = f"down ({type(exc).__name__})"
+            table.add_row(name, url, state)
+    console.print(table)
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help=" | ".join(SERVICES))],
+    host: str = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="Defaults to 8001-8004 by service.")] = None,
+) -> None:
+    """Run one service in this process (what `up`, docker-compose and Kubernetes start)."""
+    import uvicorn
+
+    if service not in SERVICES:
+        raise typer.BadParameter(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+    os.environ.setdefault("JOURNEYMAN_SERVICE_NAME", service)
+    uvicorn.run(
+        f"services.{service}.app:create_app",
+        factory=True,
+        host=host,
+        port=port or DEFAULT_PORTS[service],
+        log_config=None,
+        access_log=False,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Bring every service schema to its latest revision (run once per deploy)."""
+    from shared.migrations import upgrade
+
+    upgrade(Settings().database_url)
+    console.print("migrations applied")
+
+
+@app.command()
+def topics() -> None:
+    """Create the topics that do not exist yet."""
+    from shared.kafka import ensure_topics
+
+    created = asyncio.run(ensure_topics(Settings().kafka_bootstrap_servers))
+    console.print(f"created: {', '.join(created) or 'nothing, all topics exist'}")
+
+
+@app.command(hidden=True)
+def inbox(directory: Path, host: str = "127.0.0.1", port: int = 2525) -> None:
+    """Run the local SMTP inbox: every message becomes an .eml file in DIRECTORY."""
+    from journeyman.inbox import serve_forever
+
+    serve_forever(directory, host, port)
+
+
+@app.command()
+def demo(
+    home: Home = HOME,
+    customers: Annotated[int, typer.Option(help="Synthetic customers.")] = 60,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic shop.")] = 7,
+) -> None:
+    """Start the stack, send a demo shop's traffic through real journeys, summarise, stop."""
+    from journeyman.demo import run_demo
+
+    raise typer.Exit(run_demo(home, customers, seed, console))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""The whole system on one machine: embedded PostgreSQL and broker unless DATABASE_URL /
+KAFKA_BOOTSTRAP_SERVERS say otherwise, topics, migrations, a local SMTP inbox, and the four
+services as separate uvicorn processes. Used by `journeyman up`, `journeyman demo` and the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+import psutil
+from journeyman.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
+
+from shared.kafka import ensure_topics
+from shared.migrations import upgrade
+from shared.settings import new_key
+
+SERVICES = ("profile", "segmenter", "journey", "channels")
+DEFAULT_PORTS = {"profile": 8001, "segmenter": 8002, "journey": 8003, "channels": 8004}
+Say = Callable[[str], None]
+
+
+@dataclass
+class StackInfo:
+    """What runs where; written to `<home>/state.json` for `journeyman status`."""
+
+    home: str
+    database_url: str
+    kafka_bootstrap_servers: str
+    embedded_database: bool
+    embedded_broker: bool
+    smtp: str
+    outbox_dir: str
+    services: dict[str, str] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+    write_key: str = ""
+    api_key: str = ""
+
+
+def load_keys(home: Path, env: Mapping[str, str]) -> tuple[str, str]:
+    """Write key and ops key: from the environment, else generated once and kept in `home`."""
+    path = home / "keys.json"
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    write_key = stored.get("write_key") or new_key("wk")
+    api_key = stored.get("api_key") or new_key("ops")
+    path.write_text(json.dumps({"write_key": write_key, "api_key": api_key}, indent=2))
+    path.chmod(0o600)
+    if env.get("JOURNEYMAN_WRITE_KEYS"):
+        write_key = json.loads(env["JOURNEYMAN_WRITE_KEYS"])[0]
+    if env.get("JOURNEYMAN_API_KEYS"):
+        api_key = json.loads(env["JOURNEYMAN_API_KEYS"])[0]["key"]
+    return write_key, api_key
+
+
+def _pump(stream: IO[bytes], prefix: str, sinks: list[IO[str]]) -> None:
+    """Copy a child's output line by line, each prefixed with the service name."""
+    for raw in iter(stream.readline, b""):
+        line = f"{prefix} {raw.decode('utf-8', 'replace').rstrip()}\n"
+        for sink in sinks:
+            sink.write(line)
+            sink.flush()
+
+
+class Stack:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        ports: Mapping[str, int] | None = None,
+        echo_logs: bool = True,
+        project_dir: Path | None = None,
+        say: Say = lambda _: None,
+    ) -> None:
+        self.home = home.resolve()
+        self.env = dict(os.environ if env is None else env)
+        self.ports = dict(ports or DEFAULT_PORTS)
+        self.echo_logs = echo_logs
+        self.project_dir = (project_dir or Path.cwd()).resolve()
+        self.say = say
+        self._postgres: EmbeddedPostgres | None = None
+        self._kafka: EmbeddedKafka | None = None
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[IO[str]] = []
+        self.info: StackInfo | None = None
+
+    # -- start -------------------------------------------------------------------------------
+    def start(self, timeout_s: float = 90) -> StackInfo:
+        self.home.mkdir(parents=True, exist_ok=True)
+        stop_leftovers(self.home)
+        database_url = self.env.get("DATABASE_URL")
+        if not database_url:
+            self.say("starting embedded PostgreSQL")
+            self._postgres = EmbeddedPostgres(self.home / "postgres")
+            database_url = self._postgres.start()
+        bootstrap = self.env.get("KAFKA_BOOTSTRAP_SERVERS")
+        if not bootstrap:
+            self.say("starting embedded Kafka-protocol broker (Tansu)")
+            self._kafka = EmbeddedKafka(log_file=self.home / "logs" / "broker.log")
+            bootstrap = self._kafka.start()
+        self.say("creating topics")
+        asyncio.run(ensure_topics(bootstrap))
+        self.say("running migrations")
+        upgrade(database_url)
+        write_key, api_key = load_keys(self.home, self.env)
+        outbox_dir = self.home / "outbox"
+        smtp_host = self.env.get("JOURNEYMAN_SMTP_HOST")
+        smtp_port = int(self.env.get("JOURNEYMAN_SMTP_PORT", "0"))
+        if not smtp_host:
+            smtp_host, smtp_port = "127.0.0.1", free_port()
+            self.say("starting the local SMTP inbox")
+            self._spawn(
+                "inbox",
+                [sys.executable, "-m", "journeyman.cli", "inbox", str(outbox_dir),
+                 "--port", str(smtp_port)],
+                {},
+            )  # fmt: skip
+        service_env = {
+            "DATABASE_URL": database_url,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "JOURNEYMAN_WRITE_KEYS": json.dumps([write_key]),
+            "JOURNEYMAN_API_KEYS": json.dumps([{"key": api_key, "scope": "write"}]),
+            "JOURNEYMAN_SMTP_HOST": smtp_host,
+            "JOURNEYMAN_SMTP_PORT": str(smtp_port),
+        }
+        self.info = StackInfo(
+            home=str(self.home), database_url=database_url, kafka_bootstrap_servers=bootstrap,
+            embedded_database=self._postgres is not None, embedded_broker=self._kafka is not None,
+            smtp=f"{smtp_host}:{smtp_port}", outbox_dir=str(outbox_dir),
+            write_key=write_key, api_key=api_key,
+        )  # fmt: skip
+        for service in SERVICES:
+            port = self.ports[service]
+            self.say(f"starting the {service} service on port {port}")
+            self._spawn(
+                service,
+                [sys.executable, "-m", "journeyman.cli", "serve", service, "--port", str(port)],
+                service_env,
+            )
+            self.info.services[service] = f"http://127.0.0.1:{port}"
+        self._write_state()
+        self.wait_ready(timeout_s)
+        return self.info
+
+    def _spawn(self, name: str, argv: list[str], extra_env: Mapping[str, str]) -> None:
+        env = {**self.env, **extra_env, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(
+            argv,
+            cwd=self.project_dir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._procs[name] = proc
+        log_dir = self.home / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_file = (log_dir / f"{name}.log").open("a", encoding="utf-8")
+        self._logs.append(log_file)
+        sinks: list[IO[str]] = [log_file, *([sys.stdout] if self.echo_logs else [])]
+        assert proc.stdout is not None
+        threading.Thread(target=_pump, args=(proc.stdout, f"[{name}]", sinks), daemon=True).start()
+
+    def _write_state(self) -> None:
+        assert self.info is not None
+        self.info.pids = {name: proc.pid for name, proc in self._procs.items()}
+        state = self.home / "state.json"
+        state.write_text(json.dumps(asdict(self.info), indent=2))
+        state.chmod(0o600)
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Wait until every service answers `/readyz` with 200; fail early if one dies."""
+        assert self.info is not None
+        deadline = time.monotonic() + timeout_s
+        pending = dict(self.info.services)
+        with httpx.Client(timeout=2) as client:
+            while pending:
+                for name, proc in self._procs.items():
+                    if proc.poll() is not None:
+                        raise RuntimeError(
+                            f"{name} exited with code {proc.returncode}; "
+                            f"see {self.home / 'logs' / (name + '.log')}"
+                        )
+                for name, url in list(pending.items()):
+                    try:
+                        if client.get(f"{url}/readyz").status_code == 200:
+                            del pending[name]
+                            self.say(f"{name} is ready")
+                    except httpx.HTTPError:
+                        pass
+                if pending and time.monotonic() > deadline:
+                    raise TimeoutError(f"not ready after {timeout_s:.0f}s: {', '.join(pending)}")
+                time.sleep(0.2)
+
+    # -- stop --------------------------------------------------------------------------------
+    def stop(self) -> None:
+        for name in reversed(list(self._procs)):
+            _terminate(self._procs[name])
+        self._procs.clear()
+        if self._kafka is not None:
+            self._kafka.stop()
+        if self._postgres is not None:
+            self._postgres.stop()
+        for log_file in self._logs:
+            log_file.close()
+        (self.home / "state.json").unlink(missing_ok=True)
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def _terminate(proc: subprocess.Popen[bytes], grace_s: float = 10) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def read_state(home: Path) -> StackInfo | None:
+    path = home / "state.json"
+    if not path.exists():
+        return None
+    return StackInfo(**json.loads(path.read_text()))
+
+
+def stop_leftovers(home: Path) -> None:
+    """A stack killed without cleanup leaves processes holding our ports: end them first."""
+    info = read_state(home)
+    if info is None:
+        return
+    for pid in info.pids.values():
+        try:
+            if "journeyman.cli" in " ".join(psutil.Process(pid).cmdline()):
+                os.killpg(pid, signal.SIGTERM)
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            continue
+    time.sleep(0.5)
+    (home / "state.json").unlink(missing_ok=True)

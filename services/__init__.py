@@ -1,0 +1,1 @@
+"""The four Journeyman services; each imports only `shared`, never another service."""

@@ -1,0 +1,1 @@
+"""Channels service: send policy, templates, providers, never-twice sends, delivery events."""

@@ -1,0 +1,1 @@
+"""Message providers, one interface each: send or raise Transient/PermanentSendError."""

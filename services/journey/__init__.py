@@ -1,0 +1,1 @@
+"""Journey service: the journey DSL, triggers, instances, steps and dispatch requests."""

@@ -1,0 +1,1 @@
+"""Profile service: identity, profiles, behaviour, consent, timeline, ingestion API."""

@@ -1,0 +1,1 @@
+"""Segmenter: segment definitions, real-time membership, segment-change events."""

@@ -1,0 +1,1 @@
+"""Code every Journeyman service uses: settings, the event envelope, Kafka and database plumbing."""

@@ -1,0 +1,15 @@
+"""JSON for record values and outbox rows: orjson, UTC datetimes written with `Z`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+def dumps(obj: object) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS)
+
+
+def loads(data: bytes | str) -> Any:
+    return orjson.loads(data)

@@ -1,0 +1,97 @@
+"""Producer wrapper and topic administration on aiokafka.
+
+Idempotence is a setting because the embedded Tansu broker has no InitProducerId; on Apache Kafka
+turn it on (`JOURNEYMAN_KAFKA_ENABLE_IDEMPOTENCE=true`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from shared.cloudevents import Headers
+from shared.settings import Settings
+from shared.topics import TOPICS, TopicSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutRecord:
+    """One record to produce."""
+
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    headers: Headers = field(default_factory=list)
+
+
+class Producer:
+    """Sends batches and waits for every acknowledgement before reporting success."""
+
+    def __init__(self, settings: Settings, client_id: str | None = None) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id=client_id or settings.service_name,
+            acks="all",
+            enable_idempotence=settings.kafka_enable_idempotence,
+            linger_ms=2,
+            max_batch_size=256 * 1024,
+            max_request_size=2 * 1024 * 1024,
+            request_timeout_ms=15_000,
+        )
+        self._started = False
+
+    async def start(self) -> None:
+        await self._producer.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            await self._producer.stop()
+            self._started = False
+
+    async def send_batch(self, records: Sequence[OutRecord]) -> None:
+        """Produce all records; raise if any of them was not acknowledged."""
+        if not records:
+            return
+        futures = [
+            await self._producer.send(r.topic, value=r.value, key=r.key, headers=r.headers)
+            for r in records
+        ]
+        await asyncio.gather(*futures)
+
+    async def send(self, record: OutRecord) -> None:
+        await self.send_batch([record])
+
+    async def ping(self) -> None:
+        """Fetch cluster metadata: the cheapest proof the broker answers."""
+        await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout=3)
+
+
+async def ensure_topics(
+    bootstrap_servers: str, specs: Iterable[TopicSpec] = TOPICS, replication: int = 1
+) -> list[str]:
+    """Create missing topics; return the names created. Safe to run on every start."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="journeyman-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [s for s in specs if s.name not in existing]
+        created: list[str] = []
+        for spec in wanted:
+            topic = NewTopic(spec.name, spec.partitions, replication, topic_configs=spec.config)
+            try:
+                await admin.create_topics([topic])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                log.info("topic %s already exists", spec.name)
+        return created
+    finally:
+        await admin.close()

@@ -1,0 +1,102 @@
+"""What a running service owns: engine, producer, consumers, outbox relay. Built at start-up
+(never at import), started in order, stopped in reverse, and asked about readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.consumer import BatchConsumer, BatchHandler
+from shared.db import create_engine, ping
+from shared.errors import is_transient
+from shared.kafka import Producer
+from shared.outbox import OutboxRelay
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Clients of one service process; `state` holds what the service's own wiring adds."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine: AsyncEngine = create_engine(settings)
+        self.producer = Producer(settings)
+        self.consumers: list[BatchConsumer] = []
+        self.relays: list[OutboxRelay] = []
+        self.state: dict[str, Any] = {}
+        self._stoppers: list[Callable[[], Awaitable[None]]] = []
+
+    def add_consumer(self, topics: Sequence[str], group: str, handler: BatchHandler) -> None:
+        self.consumers.append(
+            BatchConsumer(
+                self.settings, topics=topics, group=group, handler=handler, producer=self.producer
+            )
+        )
+
+    def add_relay(self, table: Table) -> OutboxRelay:
+        relay = OutboxRelay(self.engine, table, self.producer, self.settings.outbox_poll_interval_s)
+        self.relays.append(relay)
+        return relay
+
+    def on_stop(self, stopper: Callable[[], Awaitable[None]]) -> None:
+        self._stoppers.append(stopper)
+
+    async def start(self) -> None:
+        await _until_up("broker", self.producer.start)
+        for relay in self.relays:
+            await relay.start()
+        for consumer in self.consumers:
+            await _until_up(f"consumer {consumer.group}", consumer.start)
+
+    async def stop(self) -> None:
+        for stopper in reversed(self._stoppers):
+            await stopper()
+        for consumer in self.consumers:
+            await consumer.stop()
+        for relay in self.relays:
+            await relay.stop()
+        await self.producer.stop()
+        await self.engine.dispose()
+
+    async def readiness(self) -> dict[str, str]:
+        """`ok` or what is wrong, per dependency: the body of `/readyz`."""
+        checks: dict[str, str] = {}
+        checks["database"] = await _check(ping(self.engine))
+        checks["broker"] = await _check(self.producer.ping())
+        for consumer in self.consumers:
+            checks[f"consumer:{consumer.group}"] = consumer.problem or "ok"
+        for relay in self.relays:
+            checks["outbox"] = relay.problem or "ok"
+        return checks
+
+
+async def _check(probe: Awaitable[None]) -> str:
+    try:
+        await probe
+    except Exception as exc:
+        return f"unreachable: {type(exc).__name__}: {exc}"[:300] or "unreachable"
+    return "ok"
+
+
+async def _until_up(what: str, start: Callable[[], Awaitable[None]]) -> None:
+    """Start a client, waiting out a dependency that is not up yet (compose starts us together)."""
+    delay = 0.5
+    while True:
+        try:
+            await start()
+            return
+        except Exception as exc:
+            if not is_transient(exc) and "connect" not in str(exc).lower():
+                raise
+            log.warning(
+                "%s not reachable, retrying in %.1fs", what, delay, extra={"error": repr(exc)}
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -1,0 +1,70 @@
+"""The HTTP face every service shares: lifespan wiring, `/healthz`, `/readyz`, `/metrics`, and
+validation errors as 400s that name the field."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared.logs import configure_logging
+from shared.runtime import Runtime
+from shared.settings import Settings
+
+Setup = Callable[[Runtime], Awaitable[None]]
+
+
+def field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+    """Each error as `{field, message}` with the path in the body, e.g. `batch.3.event`."""
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        out.append({"field": ".".join(loc) or "body", "message": str(err.get("msg", "invalid"))})
+    return out
+
+
+def create_service_app(settings: Settings, *, title: str, setup: Setup) -> FastAPI:
+    """A FastAPI app whose lifespan builds the runtime, lets the service wire itself, runs it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.service_name, settings.log_level)
+        runtime = Runtime(settings)
+        app.state.runtime = runtime
+        await setup(runtime)
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = field_errors(exc)
+        message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return JSONResponse({"success": False, "message": message, "errors": errors}, 400)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is up and serving."""
+        return {"status": "ok", "service": settings.service_name}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(request: Request) -> JSONResponse:
+        """Database and broker reachable, consumers and outbox running; otherwise 503 and why."""
+        checks = await request.app.state.runtime.readiness()
+        ready = all(v == "ok" for v in checks.values())
+        body = {"status": "ready" if ready else "not ready", "checks": checks}
+        return JSONResponse(body, 200 if ready else 503)
+
+    @app.get("/metrics", tags=["health"], include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
