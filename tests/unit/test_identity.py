@@ -17,7 +17,9 @@ def test_anonymous_visitor_who_logs_in_keeps_one_profile() -> None:
     events = [
         parse_event({"type": "page", "messageId": "1", "anonymousId": "a1"}),
         parse_event({"type": "identify", "messageId": "2", "anonymousId": "a1", "userId": "u1"}),
-        parse_event({"type": "track", "messageId": "3", "userId": "u1", "event": "Order Completed"}),
+        parse_event(
+            {"type": "track", "messageId": "3", "userId": "u1", "event": "Order Completed"}
+        ),
     ]
     result = resolve(events, {}, new_id=lambda: f"p{next(counter)}")
     assert result.profile_of_event == ["p1", "p1", "p1"]

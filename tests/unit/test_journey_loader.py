@@ -58,7 +58,7 @@ def test_trigger_condition_selects_events(tmp_path: Path) -> None:
     path = tmp_path / "j.yaml"
     path.write_text(GOOD)
     compiled = [CompiledJourney.of(load_journey(path))]
-    profile = ProfileSnapshot(profile_id="p", version=1, updated_at="2026-01-01T00:00:00Z")  # type: ignore[arg-type]
+    profile = ProfileSnapshot(profile_id="p", version=1, updated_at="2026-01-01T00:00:00Z")
     big = {"type": "track", "event": "Order Completed", "messageId": "m1",
            "properties": {"revenue": 50}}  # fmt: skip
     small = {**big, "messageId": "m2", "properties": {"revenue": 5}}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from services.channels.policy import decide
 
 
-def _profile(consent: dict[str, object], **traits: object) -> dict[str, object]:
+def _profile(consent: Mapping[str, object], **traits: object) -> dict[str, object]:
     return {"traits": {"email": "a@example.com", **traits}, "consent": consent}
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.channels.templates import Templates, TemplateError, template_variables
+from services.channels.templates import TemplateError, Templates, template_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 
