@@ -10,6 +10,7 @@ from typing import Annotated
 
 import httpx
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
@@ -127,6 +128,60 @@ def topics() -> None:
 
     created = asyncio.run(ensure_topics(Settings().kafka_bootstrap_servers))
     console.print(f"created: {', '.join(created) or 'nothing, all topics exist'}")
+
+
+SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "docs" / "schemas"
+
+
+def _definition_models() -> dict[str, tuple[type[BaseModel], str]]:
+    from services.journey.dsl import Journey
+    from services.segmenter.definitions import Segment
+
+    return {
+        "journey": (Journey, "Journeyman journey (journeys/*.yaml)"),
+        "segment": (Segment, "Journeyman segment (segments/*.yaml)"),
+    }
+
+
+@app.command()
+def schemas(
+    directory: Path = SCHEMAS_DIR,
+    check: Annotated[bool, typer.Option(help="Only check the files are up to date.")] = False,
+) -> None:
+    """Write the JSON Schemas of journey/segment files and the AsyncAPI document of the topics."""
+    from shared.schemas import render_all, write_all
+
+    if check:
+        stale = [
+            name
+            for name, content in render_all(_definition_models()).items()
+            if not (directory / name).exists() or (directory / name).read_bytes() != content
+        ]
+        if stale:
+            console.print(f"out of date: {', '.join(stale)}; run `journeyman schemas`")
+            raise typer.Exit(1)
+        console.print("generated documents are up to date")
+        return
+    for path in write_all(directory, _definition_models()):
+        console.print(f"wrote {path}")
+
+
+@app.command()
+def validate(
+    journeys: Path = Path("journeys"),
+    segments: Path = Path("segments"),
+) -> None:
+    """Check every journey and segment file; errors point at file:line."""
+    from services.journey.loader import load_journeys
+    from services.segmenter.definitions import load_segments
+
+    found_journeys, journey_errors = load_journeys(journeys)
+    found_segments, segment_errors = load_segments(segments)
+    for error in [*journey_errors, *segment_errors]:
+        console.print(f"[red]{error}[/]", highlight=False)
+    console.print(f"{len(found_journeys)} journeys and {len(found_segments)} segments valid")
+    if journey_errors or segment_errors:
+        raise typer.Exit(1)
 
 
 @app.command(hidden=True)

@@ -20,8 +20,8 @@ from typing import IO
 
 import httpx
 import psutil
-from journeyman.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
 
+from journeyman.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
 from shared.kafka import ensure_topics
 from shared.migrations import upgrade
 from shared.settings import new_key
