@@ -27,9 +27,8 @@ def test_journey_schema_is_draft_07_and_knows_the_send_step() -> None:
 
 
 def test_validate_accepts_the_shipped_files_and_points_at_bad_lines(tmp_path: Path) -> None:
-    ok = runner.invoke(
-        app, ["validate", "--journeys", str(ROOT / "journeys"), "--segments", str(ROOT / "segments")]
-    )
+    shipped = ["--journeys", str(ROOT / "journeys"), "--segments", str(ROOT / "segments")]
+    ok = runner.invoke(app, ["validate", *shipped])
     assert ok.exit_code == 0, ok.output
     (tmp_path / "broken.yaml").write_text("id: broken\nname: B\nversion: 0\n")
     bad = runner.invoke(app, ["validate", "--journeys", str(tmp_path), "--segments", str(tmp_path)])
