@@ -58,3 +58,19 @@ class SegmentChange(BaseModel):
     change: Literal["entered", "exited"]
     profile: ProfileSnapshot
     changed_at: datetime
+
+
+# Lifecycle events the profile service publishes on `jm.profile-events` as ordinary track
+# events inside a ProfileEventRecord, so every consumer of that topic sees them in order with
+# the customer's other events.
+PROFILE_MERGED = "Profile Merged"
+"""properties: {"merged_profile_id": <id that disappears>, "into_profile_id": <survivor>};
+`profile` is the survivor's snapshot. Move state from merged_profile_id to the survivor."""
+
+PROFILE_ERASED = "Profile Erased"
+"""properties: {"profile_id": <id>}; `profile` is a bare snapshot with `traits.erased = true`
+and `version = ERASED_VERSION`. Drop everything held about that customer."""
+
+ERASED_VERSION = 2**62
+"""The version of an erased (or merged-away) profile on `jm.profiles`: higher than any real
+version, so no late or replayed snapshot can bring the customer back in a projection."""

@@ -53,6 +53,14 @@ class Settings(BaseSettings):
         description="Segment-style write keys for the ingestion API (JSON list).",
     )
     service_name: str = Field(default="journeyman", description="Set by each service at start.")
+    link_secret: SecretStr = Field(
+        default=SecretStr("dev-only-link-secret-change-me"),
+        description="Signs customer links (unsubscribe, preferences, tracking, surveys).",
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8001",
+        description="Base URL customers' links point at (the profile service's public address).",
+    )
     outbox_poll_interval_s: float = Field(
         default=0.2, description="Longest delay before the outbox relay looks for new rows."
     )
