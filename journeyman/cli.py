@@ -204,6 +204,28 @@ def demo(
     raise typer.Exit(run_demo(home, customers, seed, console))
 
 
+BENCHMARKS = ("e2e", "profile", "segmenter", "journey", "channels")
+
+
+@app.command()
+def bench(
+    name: Annotated[str, typer.Argument(help=" | ".join(BENCHMARKS))] = "e2e",
+    size: Annotated[str, typer.Option(help="small | default | large")] = "default",
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """Measure a service (or the whole system) against the raw pass-through baseline."""
+    import importlib
+
+    if name not in BENCHMARKS:
+        raise typer.BadParameter(f"unknown benchmark {name!r}; one of {', '.join(BENCHMARKS)}")
+    try:
+        module = importlib.import_module(f"journeyman.bench.{name}")
+    except ModuleNotFoundError as exc:
+        console.print(f"the {name} benchmark is not built yet ({exc.name})")
+        raise typer.Exit(2) from exc
+    module.run(size, json_path, console)
+
+
 def main() -> None:
     app()
 
