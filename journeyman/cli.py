@@ -211,7 +211,7 @@ BENCHMARKS = ("e2e", "profile", "segmenter", "journey", "channels")
 def bench(
     name: Annotated[str, typer.Argument(help=" | ".join(BENCHMARKS))] = "e2e",
     size: Annotated[str, typer.Option(help="small | default | large")] = "default",
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write figures here.")] = None,
 ) -> None:
     """Measure a service (or the whole system) against the raw pass-through baseline."""
     import importlib
