@@ -25,9 +25,9 @@ def alembic_config(service: str, database_url: str) -> Config:
 
 
 def upgrade(database_url: str, services: tuple[str, ...] = SERVICES) -> None:
-    """Bring every service schema to its latest revision."""
+    """Bring every service schema to its latest revisions (branches, e.g. measurement, included)."""
     for service in services:
-        command.upgrade(alembic_config(service, database_url), "head")
+        command.upgrade(alembic_config(service, database_url), "heads")
 
 
 def run_env(metadata: MetaData) -> None:
