@@ -204,6 +204,65 @@ def demo(
     raise typer.Exit(run_demo(home, customers, seed, console))
 
 
+dlq_app = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+
+def _broker_settings(home: Path) -> Settings:
+    """Settings from the environment, or the broker of the stack `journeyman up` runs here."""
+    settings = Settings()
+    info = read_state(home)
+    if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ and info is not None:
+        settings = settings.model_copy(
+            update={"kafka_bootstrap_servers": info.kafka_bootstrap_servers}
+        )
+    return settings
+
+
+@dlq_app.command("list")
+def dlq_list(home: Home = HOME, limit: int = 100) -> None:
+    """The dead letters: offset, where each came from, and why it failed."""
+    from journeyman.dlq import list_dead_letters
+
+    letters = asyncio.run(list_dead_letters(_broker_settings(home), limit))
+    table = Table(title=f"jm.dead-letter ({len(letters)} shown)")
+    for column in ("offset", "source", "bytes", "reason"):
+        table.add_column(column)
+    for d in letters:
+        table.add_row(str(d.offset), d.source, str(len(d.value)), d.reason[:120])
+    console.print(table)
+
+
+@dlq_app.command("show")
+def dlq_show(offset: int, home: Home = HOME) -> None:
+    """One dead letter in full: headers and the original bytes."""
+    from journeyman.dlq import list_dead_letters
+
+    found = [
+        d for d in asyncio.run(list_dead_letters(_broker_settings(home))) if d.offset == offset
+    ]
+    if not found:
+        console.print(f"no dead letter at offset {offset}")
+        raise typer.Exit(1)
+    letter = found[0]
+    for name, value in letter.headers:
+        console.print(f"{name}: {value.decode('utf-8', 'replace')}", highlight=False)
+    console.print(f"key: {letter.key!r}")
+    console.print(letter.value.decode("utf-8", "replace"), highlight=False, markup=False)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    home: Home = HOME,
+    offset: Annotated[int | None, typer.Option(help="Replay only this record.")] = None,
+) -> None:
+    """Send dead letters back to their source topics (each replayed once)."""
+    from journeyman.dlq import replay
+
+    replayed = asyncio.run(replay(_broker_settings(home), offset))
+    console.print(f"replayed {len(replayed)} record(s)")
+
+
 BENCHMARKS = ("e2e", "profile", "segmenter", "journey", "channels")
 
 

@@ -31,6 +31,14 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class _NoProbes(logging.Filter):
+    """Drop access lines of health probes and scrapes, which would drown everything else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(p in message for p in ('"GET /healthz', '"GET /readyz', '"GET /metrics'))
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Route every logger (uvicorn's included) through the JSON formatter on stderr."""
     handler = logging.StreamHandler(sys.stderr)
@@ -41,4 +49,5 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").addFilter(_NoProbes())
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
