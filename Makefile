@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
+SIZE ?= default
+
 .PHONY: demo test lint bench clean
 
 $(BIN)/journeyman: pyproject.toml
@@ -21,6 +23,9 @@ lint: $(BIN)/journeyman
 
 test: lint
 	$(BIN)/pytest
+
+bench: $(BIN)/journeyman
+	$(BIN)/journeyman bench e2e --size $(SIZE) --json bench-e2e-$(SIZE).json
 
 clean:
 	rm -rf $(VENV) .journeyman .mypy_cache .pytest_cache .ruff_cache

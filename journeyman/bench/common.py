@@ -1,0 +1,149 @@
+"""What every benchmark shares: the raw pass-through baseline measured on the same broker and
+database, latency percentiles, and the table / JSON output."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from rich.console import Console
+from rich.table import Table
+
+from shared.kafka import ensure_topics
+from shared.topics import TopicSpec
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile; 0.0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+@dataclass
+class Throughput:
+    events: int
+    seconds: float
+    batch_ms: list[float] = field(default_factory=list)
+
+    @property
+    def per_second(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+    def figures(self, prefix: str) -> dict[str, float]:
+        return {
+            f"{prefix}_events_per_s": round(self.per_second, 1),
+            f"{prefix}_batch_p50_ms": round(percentile(self.batch_ms, 50), 2),
+            f"{prefix}_batch_p99_ms": round(percentile(self.batch_ms, 99), 2),
+        }
+
+
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def produce_all(
+    bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes]]
+) -> float:
+    """Produce records as fast as the broker takes them; returns seconds taken."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5,
+        max_batch_size=512 * 1024, acks=1,
+    )  # fmt: skip
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        pending = []
+        for key, value in records:
+            pending.append(await producer.send(topic, value=value, key=key))
+            if len(pending) >= 5_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+async def raw_passthrough(
+    bootstrap: str, database_url: str, records: Sequence[tuple[bytes | None, bytes]],
+    batch: int = 2_000,
+) -> Throughput:  # fmt: skip
+    """The physical reference: consume a batch, decode, one batched upsert, produce, commit.
+
+    Same broker, same database, same records as the service under test; no business logic.
+    """
+    run = uuid.uuid4().hex[:8]
+    source, sink = f"bench.baseline-in-{run}", f"bench.baseline-out-{run}"
+    await ensure_topics(bootstrap, [TopicSpec(source, "baseline in"), TopicSpec(sink, "out")])
+    await produce_all(bootstrap, source, records)
+    db = await asyncpg.connect(asyncpg_dsn(database_url))
+    await db.execute(
+        "CREATE TABLE IF NOT EXISTS public.bench_baseline "
+        "(id text PRIMARY KEY, payload jsonb NOT NULL, seen int NOT NULL DEFAULT 1)"
+    )
+    consumer = AIOKafkaConsumer(
+        source, bootstrap_servers=bootstrap, group_id=f"baseline-{run}",
+        enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=batch,
+    )  # fmt: skip
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=2, acks="all"
+    )
+    await consumer.start()
+    await producer.start()
+    done, started, timings = 0, 0.0, []
+    try:
+        while done < len(records):
+            batches = await consumer.getmany(timeout_ms=500, max_records=batch)
+            if not batches:
+                continue
+            t0 = time.perf_counter()
+            started = started or t0
+            messages = [m for msgs in batches.values() for m in msgs]
+            decoded = [orjson.loads(m.value) for m in messages]
+            ids = [str(d.get("messageId", uuid.uuid4().hex)) for d in decoded]
+            await db.execute(
+                "INSERT INTO public.bench_baseline (id, payload) "
+                "SELECT * FROM unnest($1::text[], $2::jsonb[]) "
+                "ON CONFLICT (id) DO UPDATE SET seen = bench_baseline.seen + 1",
+                ids,
+                [m.value.decode() for m in messages],
+            )
+            sent = [await producer.send(sink, value=m.value, key=m.key) for m in messages]
+            await asyncio.gather(*sent)
+            await consumer.commit()
+            done += len(messages)
+            timings.append((time.perf_counter() - t0) * 1000)
+        elapsed = time.perf_counter() - started
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await db.execute("DROP TABLE IF EXISTS public.bench_baseline")
+        await db.close()
+    return Throughput(done, elapsed, timings)
+
+
+def report(
+    console: Console, title: str, rows: Sequence[tuple[str, Any]], figures: dict[str, Any],
+    json_path: Path | None,
+) -> None:  # fmt: skip
+    """Print the table; write the figures as one JSON object when asked."""
+    table = Table(title=title)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(name, f"{value:,.1f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    if json_path is not None:
+        json_path.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
+        console.print(f"figures written to {json_path}")
