@@ -94,7 +94,10 @@ def status(home: Home = HOME) -> None:
 def serve(
     service: Annotated[str, typer.Argument(help=" | ".join(SERVICES))],
     host: str = "127.0.0.1",
-    port: Annotated[int | None, typer.Option(help="Defaults to 8001-8004 by service.")] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(envvar="JOURNEYMAN_PORT", help="Defaults to 8001-8004 by service."),
+    ] = None,
 ) -> None:
     """Run one service in this process (what `up`, docker-compose and Kubernetes start)."""
     import uvicorn
@@ -122,11 +125,15 @@ def migrate() -> None:
 
 
 @app.command()
-def topics() -> None:
+def topics(
+    replication: Annotated[int, typer.Option(help="Replication factor (3 on a real cluster).")] = 1,
+) -> None:
     """Create the topics that do not exist yet."""
     from shared.kafka import ensure_topics
 
-    created = asyncio.run(ensure_topics(Settings().kafka_bootstrap_servers))
+    created = asyncio.run(
+        ensure_topics(Settings().kafka_bootstrap_servers, replication=replication)
+    )
     console.print(f"created: {', '.join(created) or 'nothing, all topics exist'}")
 
 

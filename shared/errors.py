@@ -20,6 +20,10 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
+    # A replica started before `journeyman migrate` finished: wait for the schema, don't
+    # dead-letter every record meanwhile.
+    asyncpg.exceptions.UndefinedTableError,
+    asyncpg.exceptions.InvalidSchemaNameError,
     KafkaConnectionError,
     KafkaTimeoutError,
     NodeNotReadyError,
