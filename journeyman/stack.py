@@ -92,6 +92,7 @@ class Stack:
         self._postgres: EmbeddedPostgres | None = None
         self._kafka: EmbeddedKafka | None = None
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._commands: dict[str, tuple[list[str], dict[str, str]]] = {}
         self._logs: list[IO[str]] = []
         self.info: StackInfo | None = None
 
@@ -154,6 +155,7 @@ class Stack:
         return self.info
 
     def _spawn(self, name: str, argv: list[str], extra_env: Mapping[str, str]) -> None:
+        self._commands[name] = (argv, dict(extra_env))
         env = {**self.env, **extra_env, "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(
             argv,
@@ -179,11 +181,25 @@ class Stack:
         state.write_text(json.dumps(asdict(self.info), indent=2))
         state.chmod(0o600)
 
-    def wait_ready(self, timeout_s: float) -> None:
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Kill one process (for fault tests): no clean shutdown with SIGKILL."""
+        proc = self._procs[name]
+        os.killpg(proc.pid, sig)
+        proc.wait()
+
+    def restart(self, name: str, timeout_s: float = 60) -> None:
+        """Start a killed process again with the same command, and wait until it is ready."""
+        argv, extra_env = self._commands[name]
+        self._spawn(name, argv, extra_env)
+        self._write_state()
+        if name in SERVICES:
+            self.wait_ready(timeout_s, only=[name])
+
+    def wait_ready(self, timeout_s: float, only: list[str] | None = None) -> None:
         """Wait until every service answers `/readyz` with 200; fail early if one dies."""
         assert self.info is not None
         deadline = time.monotonic() + timeout_s
-        pending = dict(self.info.services)
+        pending = {k: v for k, v in self.info.services.items() if only is None or k in only}
         with httpx.Client(timeout=2) as client:
             while pending:
                 for name, proc in self._procs.items():

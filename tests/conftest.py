@@ -119,13 +119,18 @@ async def _make_template(url: str) -> None:
 async def database_url(infra: Infra) -> AsyncIterator[str]:
     """A fresh, migrated database for one test (a copy of the template: milliseconds)."""
     name = f"jm_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(_asyncpg_dsn(_with_database(infra.database_url, "postgres")))
+    await _admin(infra, f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+    yield _with_database(infra.database_url, name)
+    await _admin(infra, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _admin(infra: Infra, statement: str) -> None:
+    """One statement on the maintenance database, on a connection of its own."""
+    conn = await asyncpg.connect(_asyncpg_dsn(_with_database(infra.database_url, "postgres")))
     try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
-        yield _with_database(infra.database_url, name)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(statement)
     finally:
-        await admin.close()
+        await conn.close()
 
 
 @pytest.fixture
