@@ -4,11 +4,16 @@ matches `shared/topics.py`. (No Docker engine runs here, so the files are checke
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client import REGISTRY
 from typer.main import get_command
+
+import shared.metrics  # noqa: F401  (registers the metrics the dashboard reads)
 
 from journeyman.cli import app
 from journeyman.stack import DEFAULT_PORTS, SERVICES
@@ -64,3 +69,14 @@ def test_topic_documentation_matches_the_code() -> None:
         assert documented[spec.name]["cleanup_policy"] == spec.config.get(
             "cleanup.policy", "delete"
         )
+
+
+def test_grafana_dashboard_uses_metrics_the_services_export() -> None:
+    exported = {m.name for m in REGISTRY.collect()}
+    dashboard = json.loads((ROOT / "deploy/grafana/journeyman.json").read_text())
+    used = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            used |= set(re.findall(r"\bjm_[a-z_]+", target["expr"]))
+    base = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in used}
+    assert base <= exported, base - exported
