@@ -14,7 +14,6 @@ from prometheus_client import REGISTRY
 from typer.main import get_command
 
 import shared.metrics  # noqa: F401  (registers the metrics the dashboard reads)
-
 from journeyman.cli import app
 from journeyman.stack import DEFAULT_PORTS, SERVICES
 from shared.topics import TOPICS
