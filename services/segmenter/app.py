@@ -7,27 +7,46 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.segmenter.api import build_router
+from services.segmenter.clock import Clock, SystemClock
 from services.segmenter.consumer import profile_events_handler
-from services.segmenter.definitions import load_segments
 from services.segmenter.models import outbox
+from services.segmenter.registry import Registry
+from services.segmenter.rfm import load_rfm
+from services.segmenter.settings import SegmenterSettings
+from services.segmenter.worker import ClockLoop
 from shared.runtime import Runtime
 from shared.settings import Settings
 from shared.topics import PROFILE_EVENTS
 from shared.web import create_service_app
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings(service_name="segmenter")
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
+    """`clock` is the time the segmenter decides by (tests pass a ManualClock)."""
+    if settings is None:
+        settings = SegmenterSettings(service_name="segmenter")
+    elif not isinstance(settings, SegmenterSettings):
+        settings = SegmenterSettings.model_validate(settings.model_dump())
+    assert isinstance(settings, SegmenterSettings)
+    config: SegmenterSettings = settings
+    time_source = clock or SystemClock()
 
     async def setup(runtime: Runtime) -> None:
-        segments, errors = load_segments(Path(settings.segments_dir))
-        runtime.state["segments"] = segments
-        runtime.state["refused"] = [str(e) for e in errors]
+        registry = Registry(Path(config.segments_dir))
+        registry.load_files()
+        rfm, rfm_error = load_rfm(Path(config.segmenter_rfm_file))
         relay = runtime.add_relay(outbox)
+        loop = ClockLoop(runtime.engine, registry, relay, time_source, settings=config, rfm=rfm)
+        runtime.state.update(
+            registry=registry, clock=time_source, clock_loop=loop,
+            refused=[*registry.refused, *([rfm_error] if rfm_error else [])],
+        )  # fmt: skip
         runtime.add_consumer(
-            [PROFILE_EVENTS], "segmenter", profile_events_handler(runtime, relay, segments)
-        )
+            [PROFILE_EVENTS], "segmenter",
+            profile_events_handler(runtime, relay, registry, time_source),
+        )  # fmt: skip
+        await loop.start()
+        runtime.on_stop(loop.stop)
 
-    app = create_service_app(settings, title="Journeyman segmenter", setup=setup)
-    app.include_router(build_router(settings))
+    app = create_service_app(config, title="Journeyman segmenter", setup=setup)
+    app.include_router(build_router(config))
     return app

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.segmenter.definitions import CompiledSegment
+from services.segmenter.clock import Clock
 from services.segmenter.models import outbox
-from services.segmenter.service import evaluate
+from services.segmenter.registry import Registry
+from services.segmenter.service import apply_profile_events
 from shared.consumer import BatchHandler, Record, Rejected
 from shared.contracts import ProfileEventRecord
 from shared.decoding import decode_all, model_decoder
@@ -17,14 +18,17 @@ _decode = model_decoder(ProfileEventRecord)
 
 
 def profile_events_handler(
-    runtime: Runtime, relay: OutboxRelay, segments: Sequence[CompiledSegment]
+    runtime: Runtime, relay: OutboxRelay, registry: Registry, clock: Clock
 ) -> BatchHandler:
     async def handle(records: Sequence[Record]) -> Sequence[Rejected]:
         decoded, rejected = decode_all(records, _decode)
         async with runtime.engine.begin() as conn:
-            await add_to_outbox(
-                conn, outbox, await evaluate(conn, segments, [d for _, d in decoded])
+            if not registry.synced:
+                await registry.sync(conn)
+            changes = await apply_profile_events(
+                conn, registry.catalog, [d for _, d in decoded], clock.now()
             )
+            await add_to_outbox(conn, outbox, changes)
         relay.wake()
         return rejected
 

@@ -1,15 +1,25 @@
-"""Use case: re-evaluate segments for the profiles a batch of profile events changed."""
+"""Use case: apply a batch of profile events to segment membership, in the caller's transaction.
+
+Redelivery is harmless: a record whose profile version is not newer than the one already
+applied is skipped whole (no facts, no decisions), so a customer crossing a threshold enters
+exactly once. Each profile is decided once per batch, with its latest snapshot and every new
+fact, and only for the segments the batch's events can change.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.segmenter import repository
+from services.segmenter import lifecycle, repository
+from services.segmenter.catalog import Catalog, changed_paths
 from services.segmenter.definitions import CompiledSegment
-from services.segmenter.membership import changes
+from services.segmenter.evaluation import OCCURRENCE, parse_time
+from services.segmenter.membership import Decision, decide
 from shared.cloudevents import binary_headers
 from shared.codec import dumps
 from shared.contracts import ProfileEventRecord, ProfileSnapshot, SegmentChange
@@ -17,44 +27,170 @@ from shared.kafka import OutRecord
 from shared.topics import SEGMENT_CHANGES
 
 SOURCE = "journeyman/segmenter"
+ORDER_COMPLETED = "Order Completed"
 
 
-async def evaluate(
-    conn: AsyncConnection, segments: Sequence[CompiledSegment], batch: Sequence[ProfileEventRecord]
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def order_value(properties: dict[str, Any]) -> float:
+    """The monetary value of an order, read as the profile service reads it."""
+    for key in ("revenue", "total", "value"):
+        if (number := _number(properties.get(key))) is not None:
+            return number
+    return 0.0
+
+
+def facts_of_event(
+    catalog: Catalog, profile_id: str, event: dict[str, Any]
+) -> list[tuple[str, str, str, datetime, float | None]]:
+    """The compact rows this event adds: only for events and properties a definition reads."""
+    name = event.get("event")
+    if event.get("type") != "track" or name not in catalog.tracked_events:
+        return []
+    at = parse_time(event.get("timestamp"))
+    if at is None:
+        return []
+    props = event.get("properties") or {}
+    rows: list[tuple[str, str, str, datetime, float | None]] = []
+    for event_name, prop in catalog.fact_keys:
+        if event_name != name:
+            continue
+        if prop == OCCURRENCE:
+            rows.append((profile_id, name, OCCURRENCE, at, None))
+        elif (value := _number(props.get(prop))) is not None:
+            rows.append((profile_id, name, prop, at, value))
+    return rows
+
+
+def change_record(
+    profile_id: str,
+    segment_id: str,
+    kind: Literal["entered", "exited"],
+    snapshot: ProfileSnapshot,
+    *,
+    now: datetime,
+    cause: str,
+) -> OutRecord:
+    """A `jm.segment-changes` record; `cause` makes the CloudEvents id unique and stable."""
+    change = SegmentChange(
+        profile_id=profile_id, segment_id=segment_id, change=kind,
+        profile=snapshot, changed_at=now,
+    )  # fmt: skip
+    return OutRecord(
+        SEGMENT_CHANGES,
+        dumps(change.model_dump(mode="json")),
+        profile_id.encode(),
+        binary_headers(
+            event_id=f"{profile_id}:{segment_id}:{kind}:{cause}",
+            event_type=f"journeyman.segment.{kind}",
+            source=SOURCE,
+            time=now,
+            subject=profile_id,
+        ),
+    )
+
+
+async def write_decisions(
+    conn: AsyncConnection,
+    decisions: Sequence[Decision],
+    snapshots: dict[str, ProfileSnapshot],
+    now: datetime,
+    cause: str | None = None,
 ) -> list[OutRecord]:
-    latest: dict[str, ProfileSnapshot] = {}
-    for record in batch:
-        known = latest.get(record.profile.profile_id)
-        if known is None or record.profile.version > known.version:
-            latest[record.profile.profile_id] = record.profile
-    current = await repository.memberships_of(conn, latest)
-    now = datetime.now(UTC)
-    entered_rows, exited_pairs, out = [], [], []
-    for profile_id, snapshot in latest.items():
-        entered, exited = changes(segments, snapshot.model_dump(mode="json"), current[profile_id])
-        entered_rows += [(profile_id, s, snapshot.version) for s in sorted(entered)]
-        exited_pairs += [(profile_id, s) for s in sorted(exited)]
-        for segment_id, kind in [(s, "entered") for s in sorted(entered)] + [
-            (s, "exited") for s in sorted(exited)
-        ]:
-            change = SegmentChange(
-                profile_id=profile_id, segment_id=segment_id, change=kind,
-                profile=snapshot, changed_at=now,
-            )  # fmt: skip
-            out.append(
-                OutRecord(
-                    SEGMENT_CHANGES,
-                    dumps(change.model_dump(mode="json")),
-                    profile_id.encode(),
-                    binary_headers(
-                        event_id=f"{profile_id}:{segment_id}:{kind}:{snapshot.version}",
-                        event_type=f"journeyman.segment.{kind}",
-                        source=SOURCE,
-                        time=now,
-                        subject=profile_id,
-                    ),
+    """Store memberships, history and timers of these decisions; return the change records."""
+    entered, exited, history, due, cleared, out = [], [], [], [], [], []
+    for d in decisions:
+        snap = snapshots[d.profile_id]
+        kinds: tuple[tuple[Literal["entered", "exited"], list[str]], ...] = (
+            ("entered", d.entered),
+            ("exited", d.exited),
+        )
+        for kind, seg_ids in kinds:
+            for seg_id in seg_ids:
+                history.append((d.profile_id, seg_id, kind, snap.version))
+                out.append(
+                    change_record(
+                        d.profile_id, seg_id, kind, snap, now=now, cause=cause or str(snap.version)
+                    )
                 )
-            )
-    await repository.enter(conn, entered_rows)
-    await repository.leave(conn, exited_pairs)
+        entered += [(d.profile_id, s, snap.version) for s in d.entered]
+        exited += [(d.profile_id, s) for s in d.exited]
+        due += [(d.profile_id, s, at) for s, at in d.timers]
+        cleared += [(d.profile_id, s) for s in d.cleared]
+    await repository.enter(conn, entered, now)
+    await repository.leave(conn, exited)
+    await repository.add_history(conn, history, now)
+    await repository.set_timers(conn, due, cleared)
     return out
+
+
+async def decide_profiles(
+    conn: AsyncConnection,
+    catalog: Catalog,
+    plans: dict[str, list[CompiledSegment]],
+    profiles: dict[str, dict[str, Any]],
+    now: datetime,
+) -> list[Decision]:
+    """Load the facts and memberships these plans need (two statements) and decide."""
+    events = {e for segs in plans.values() for s in segs for e, _ in s.fact_keys()}
+    since = now - timedelta(days=catalog.longest_days)
+    facts = await repository.facts_of(conn, plans if events else [], events, since)
+    current = await repository.memberships_of(conn, plans)
+    return [
+        decide(pid, segs, profiles[pid], facts.get(pid, {}), now=now, current=current[pid])
+        for pid, segs in plans.items()
+        if segs
+    ]
+
+
+async def apply_profile_events(
+    conn: AsyncConnection, catalog: Catalog, batch: Sequence[ProfileEventRecord], now: datetime
+) -> list[OutRecord]:
+    records: dict[str, list[ProfileEventRecord]] = defaultdict(list)
+    for record in batch:
+        records[record.profile.profile_id].append(record)
+    touched = set(records) | lifecycle.merged_ids(batch)
+    stored = await repository.stored_for_update(conn, touched)
+    fresh = {
+        pid: [r for r in recs if r.profile.version > stored.get(pid, (-1, None))[0]]
+        for pid, recs in records.items()
+    }
+    fresh = {pid: recs for pid, recs in fresh.items() if recs}
+    full = await lifecycle.apply(conn, [r for recs in fresh.values() for r in recs])
+    fresh = {pid: recs for pid, recs in fresh.items() if pid not in full.gone}
+
+    latest = {
+        pid: max(recs, key=lambda r: r.profile.version).profile for pid, recs in fresh.items()
+    }
+    fact_rows: list[tuple[str, str, str, datetime, float | None]] = []
+    orders: dict[str, tuple[datetime, int, float]] = {}
+    for pid, recs in fresh.items():
+        for r in recs:
+            fact_rows += facts_of_event(catalog, pid, r.event)
+            if r.event.get("type") == "track" and r.event.get("event") == ORDER_COMPLETED:
+                at = parse_time(r.event.get("timestamp")) or now
+                last, count, money = orders.get(pid, (at, 0, 0.0))
+                value = order_value(r.event.get("properties") or {})
+                orders[pid] = (max(last, at), count + 1, money + value)
+    await repository.add_facts(conn, fact_rows)
+    await repository.add_purchases(conn, [(p, *o) for p, o in orders.items()])
+
+    dumped = {pid: snap.model_dump(mode="json") for pid, snap in latest.items()}
+    plans = {
+        pid: catalog.ordered
+        if pid not in stored or pid in full.merged_into
+        else catalog.affected_by(
+            [str(r.event.get("event")) for r in recs if r.event.get("type") == "track"],
+            changed_paths(catalog.watched_paths, stored[pid][1], dumped[pid]),
+        )
+        for pid, recs in fresh.items()
+    }
+    decisions = await decide_profiles(conn, catalog, plans, dumped, now)
+    await repository.save_profiles(
+        conn, [(pid, snap.version, dumped[pid]) for pid, snap in latest.items()]
+    )
+    return await write_decisions(conn, decisions, latest, now)

@@ -1,0 +1,117 @@
+"""The running set of segments, indexed by what can change them.
+
+A profile event re-evaluates only the segments whose inputs it can change: segments keeping
+facts about that event name, segments reading a profile field whose value differs between the
+stored snapshot and the new one, and, transitively, segments that depend on those through
+`in_segment`. Comparing the referenced fields themselves (rather than guessing which event moves
+which aggregate) stays right whatever the profile service learns to compute. Evaluation follows
+the reference order, so a segment always sees its dependencies' fresh answers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from services.segmenter.definitions import CompiledSegment
+from services.segmenter.evaluation import lookup
+
+ANY = "*"
+_PATH = re.compile(r"\bprofile\.([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?")
+_BARE = re.compile(r"\bprofile\b(?!\s*\.)")
+
+
+def cel_paths(source: str) -> list[str]:
+    """Profile fields a CEL expression reads; `*` when it reads the profile another way."""
+    paths = [
+        f"{m.group(1)}.{m.group(2)}" if m.group(2) else m.group(1) for m in _PATH.finditer(source)
+    ]
+    return [*paths, ANY] if _BARE.search(source) else paths
+
+
+def changed_paths(
+    paths: Iterable[str], before: Mapping[str, Any] | None, after: Mapping[str, Any]
+) -> set[str]:
+    """The watched profile fields whose values differ (all of them for a new profile)."""
+    if before is None:
+        return set(paths)
+    return {p for p in paths if lookup(before, p) != lookup(after, p)}
+
+
+@dataclass
+class Catalog:
+    """Enabled segments in dependency order, with their indexes."""
+
+    segments: list[CompiledSegment]
+
+    def __post_init__(self) -> None:
+        by_id = {s.id: s for s in self.segments}
+        order: list[CompiledSegment] = []
+        seen: set[str] = set()
+
+        def place(seg: CompiledSegment) -> None:
+            if seg.id in seen:
+                return
+            seen.add(seg.id)
+            for ref in seg.references():
+                if ref in by_id:
+                    place(by_id[ref])
+            order.append(seg)
+
+        for seg in self.segments:
+            place(seg)
+        self.ordered = order
+        self.by_id = by_id
+        self.position = {s.id: i for i, s in enumerate(order)}
+        self.dependents: dict[str, set[str]] = {s.id: set() for s in order}
+        for seg in order:
+            for ref in seg.references():
+                if ref in self.dependents:
+                    self.dependents[ref].add(seg.id)
+        self.by_event: dict[str, set[str]] = {}
+        self.by_path: dict[str, set[str]] = {}
+        self.always: set[str] = set()
+        for seg in order:
+            for event, _ in seg.fact_keys():
+                self.by_event.setdefault(event, set()).add(seg.id)
+            for path in seg.profile_paths():
+                if path == ANY:
+                    self.always.add(seg.id)
+                else:
+                    self.by_path.setdefault(path, set()).add(seg.id)
+        self.watched_paths = sorted(self.by_path)
+        self.fact_keys = {k for s in order for k in s.fact_keys()}
+        self.tracked_events = {event for event, _ in self.fact_keys}
+        horizons: dict[str, float] = {}
+        for seg in order:
+            for event, days in seg.horizon_days().items():
+                horizons[event] = max(horizons.get(event, 0.0), days)
+        self.horizon_days = horizons
+        self.longest_days = max(horizons.values(), default=0.0)
+
+    def ids(self) -> list[str]:
+        return [s.id for s in self.ordered]
+
+    def with_dependents(self, seg_ids: Iterable[str]) -> list[CompiledSegment]:
+        """These segments and everything depending on them, in evaluation order."""
+        wanted: set[str] = set()
+        stack = [s for s in seg_ids if s in self.by_id]
+        while stack:
+            seg_id = stack.pop()
+            if seg_id not in wanted:
+                wanted.add(seg_id)
+                stack.extend(self.dependents.get(seg_id, ()))
+        return sorted((self.by_id[s] for s in wanted), key=lambda s: self.position[s.id])
+
+    def affected_by(
+        self, events: Iterable[str], paths: Iterable[str] = ()
+    ) -> list[CompiledSegment]:
+        """Segments that events of these names and changes of these fields can change."""
+        ids = set(self.always)
+        for event in events:
+            ids |= self.by_event.get(event, set())
+        for path in paths:
+            ids |= self.by_path.get(path, set())
+        return self.with_dependents(ids)

@@ -1,0 +1,277 @@
+"""Deciding one segment for one profile, and when that answer can next change by time alone.
+
+A rule tree is compiled once into nodes; each node answers `(holds, next_change)` where
+`next_change` is the earliest future instant at which its answer may flip with no new event
+(an event leaving a window, a "not done for N days" maturing, a birthday starting or ending).
+Combinations take the earliest of their children: re-evaluating a little too early is harmless,
+missing a change is not. That instant is what the segmenter stores as the profile's timer, so the
+clock never has to scan every profile.
+"""
+
+from __future__ import annotations
+
+import bisect
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from services.segmenter.rules import (
+    AggregateRule,
+    AllRule,
+    AnniversaryRule,
+    AnyRule,
+    CelRule,
+    DaysSinceRule,
+    InSegmentRule,
+    NotDoneRule,
+    NotRule,
+    Rule,
+    SequenceRule,
+)
+from shared.cel import Condition
+
+OCCURRENCE = ""
+"""The `property` of the fact that records an occurrence itself (counted, sequenced)."""
+
+FactKey = tuple[str, str]  # (event, property)
+Facts = Mapping[FactKey, Sequence[tuple[datetime, float | None]]]  # sorted by time
+Result = tuple[bool, datetime | None]
+
+OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt,
+    "==": operator.eq, "!=": operator.ne,
+}  # fmt: skip
+
+
+@dataclass
+class Context:
+    """Everything one profile's evaluation may look at."""
+
+    profile: dict[str, Any]
+    facts: Facts
+    now: datetime
+    member_of: Callable[[str], bool] = field(default=lambda _: False)
+
+
+def earliest(*moments: datetime | None) -> datetime | None:
+    known = [m for m in moments if m is not None]
+    return min(known) if known else None
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO date-time (or date) from a profile field or event; naive means UTC."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def lookup(profile: Mapping[str, Any], path: str) -> Any:
+    node: Any = profile
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+class Node:
+    def evaluate(self, ctx: Context) -> Result:
+        raise NotImplementedError
+
+
+class CelNode(Node):
+    def __init__(self, source: str) -> None:
+        self.condition = Condition(source)
+
+    def evaluate(self, ctx: Context) -> Result:
+        return self.condition.holds({"profile": ctx.profile}), None
+
+
+class AggregateNode(Node):
+    def __init__(self, rule: AggregateRule) -> None:
+        self.rule = rule
+        self.key = (rule.event, rule.property or OCCURRENCE)
+        self.window = timedelta(days=rule.within_days)
+        self.compare = OPS[rule.op]
+
+    def evaluate(self, ctx: Context) -> Result:
+        facts = ctx.facts.get(self.key, ())
+        start = ctx.now - self.window
+        inside = [(at, v) for at, v in facts if start < at <= ctx.now]
+        # The answer can change when the oldest fact inside leaves the window, or when a fact
+        # stamped in the future enters it.
+        upcoming = earliest(
+            inside[0][0] + self.window if inside else None,
+            next((at for at, _ in facts if at > ctx.now), None),
+        )
+        if self.rule.aggregate == "count":
+            return self.compare(len(inside), self.rule.value), upcoming
+        values = [v for _, v in inside if v is not None]
+        if self.rule.aggregate == "sum":
+            return self.compare(sum(values), self.rule.value), upcoming
+        if not values:
+            return False, upcoming
+        figure = {"avg": sum(values) / len(values), "min": min(values), "max": max(values)}
+        return self.compare(figure[self.rule.aggregate], self.rule.value), upcoming
+
+
+def _last_before(
+    facts: Sequence[tuple[datetime, float | None]], moment: datetime
+) -> datetime | None:
+    times = [at for at, _ in facts]
+    index = bisect.bisect_right(times, moment)
+    return times[index - 1] if index else None
+
+
+class NotDoneNode(Node):
+    def __init__(self, rule: NotDoneRule) -> None:
+        self.key = (rule.not_done, OCCURRENCE)
+        self.period = timedelta(days=rule.for_days)
+
+    def evaluate(self, ctx: Context) -> Result:
+        last = _last_before(ctx.facts.get(self.key, ()), ctx.now)
+        if last is None or last <= ctx.now - self.period:
+            return True, None
+        return False, last + self.period
+
+
+class SequenceNode(Node):
+    def __init__(self, rule: SequenceRule) -> None:
+        self.did = (rule.did, OCCURRENCE)
+        self.then = (rule.then_not, OCCURRENCE)
+        self.within = timedelta(hours=rule.within_hours)
+        self.lookback = timedelta(days=rule.lookback_days)
+
+    def evaluate(self, ctx: Context) -> Result:
+        started = _last_before(ctx.facts.get(self.did, ()), ctx.now)
+        if started is None or started <= ctx.now - self.lookback:
+            return False, None
+        deadline = started + self.within
+        followed = any(started <= at <= deadline for at, _ in ctx.facts.get(self.then, ()))
+        if followed:
+            return False, None
+        if ctx.now < deadline:
+            return False, deadline
+        return True, started + self.lookback
+
+
+class DaysSinceNode(Node):
+    def __init__(self, rule: DaysSinceRule) -> None:
+        self.path = rule.days_since
+        self.compare = OPS[rule.op]
+        self.value = rule.value
+
+    def evaluate(self, ctx: Context) -> Result:
+        since = parse_time(lookup(ctx.profile, self.path))
+        if since is None:
+            return False, None
+        days = (ctx.now - since).total_seconds() / 86_400
+        # Look just after the crossing point, where strict and non-strict comparisons agree.
+        crossing = since + timedelta(days=self.value, microseconds=1)
+        upcoming = crossing if crossing > ctx.now else None
+        return self.compare(days, self.value), upcoming
+
+
+def _zone(profile: Mapping[str, Any]) -> ZoneInfo:
+    name = lookup(profile, "traits.timezone")
+    if isinstance(name, str):
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    return ZoneInfo("UTC")
+
+
+def _anniversary_in(year: int, month: int, day: int) -> date:
+    try:
+        return date(year, month, day)
+    except ValueError:  # 29 February in a common year: the 28th
+        return date(year, month, 28)
+
+
+class AnniversaryNode(Node):
+    def __init__(self, rule: AnniversaryRule) -> None:
+        self.path = rule.anniversary
+
+    def evaluate(self, ctx: Context) -> Result:
+        raw = lookup(ctx.profile, self.path)
+        if not isinstance(raw, str):
+            return False, None
+        try:
+            born = date.fromisoformat(raw[:10])
+        except ValueError:
+            return False, None
+        zone = _zone(ctx.profile)
+        today = ctx.now.astimezone(zone).date()
+        this_year = _anniversary_in(today.year, born.month, born.day)
+        if this_year == today:
+            tomorrow = datetime.combine(today + timedelta(days=1), time(), zone)
+            return True, tomorrow.astimezone(UTC)
+        upcoming = this_year if this_year > today else _anniversary_in(
+            today.year + 1, born.month, born.day
+        )  # fmt: skip
+        return False, datetime.combine(upcoming, time(), zone).astimezone(UTC)
+
+
+class InSegmentNode(Node):
+    def __init__(self, rule: InSegmentRule) -> None:
+        self.segment_id = rule.in_segment
+
+    def evaluate(self, ctx: Context) -> Result:
+        return ctx.member_of(self.segment_id), None
+
+
+class AllNode(Node):
+    def __init__(self, children: list[Node]) -> None:
+        self.children = children
+
+    def evaluate(self, ctx: Context) -> Result:
+        results = [c.evaluate(ctx) for c in self.children]
+        return all(r[0] for r in results), earliest(*(r[1] for r in results))
+
+
+class AnyNode(AllNode):
+    def evaluate(self, ctx: Context) -> Result:
+        results = [c.evaluate(ctx) for c in self.children]
+        return any(r[0] for r in results), earliest(*(r[1] for r in results))
+
+
+class NotNode(Node):
+    def __init__(self, child: Node) -> None:
+        self.child = child
+
+    def evaluate(self, ctx: Context) -> Result:
+        holds, upcoming = self.child.evaluate(ctx)
+        return not holds, upcoming
+
+
+_LEAVES: dict[type[Any], Callable[[Any], Node]] = {
+    CelRule: lambda r: CelNode(r.cel),
+    AggregateRule: AggregateNode,
+    NotDoneRule: NotDoneNode,
+    SequenceRule: SequenceNode,
+    DaysSinceRule: DaysSinceNode,
+    AnniversaryRule: AnniversaryNode,
+    InSegmentRule: InSegmentNode,
+}
+
+
+def compile_rule(rule: Rule) -> Node:
+    """The node tree of a rule, CEL compiled once."""
+    if isinstance(rule, AllRule):
+        return AllNode([compile_rule(r) for r in rule.all])
+    if isinstance(rule, AnyRule):
+        return AnyNode([compile_rule(r) for r in rule.any])
+    if isinstance(rule, NotRule):
+        return NotNode(compile_rule(rule.not_))
+    return _LEAVES[type(rule)](rule)

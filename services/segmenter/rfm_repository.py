@@ -1,0 +1,144 @@
+"""RFM in set-based SQL over the segmenter's purchase summary: one pass of window functions for
+the whole base, then membership changes, history and outbox rows written by INSERT … SELECT, so
+a million customers never travel through Python."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.segmenter.rfm import RfmConfig
+from shared.topics import SEGMENT_CHANGES
+
+SOURCE = "journeyman/segmenter"
+
+
+def _case(config: RfmConfig) -> tuple[str, dict[str, Any]]:
+    """The CASE expression naming each customer's segment, boundaries as bound parameters."""
+    arms: list[str] = []
+    params: dict[str, Any] = {}
+    for i, seg in enumerate(config.segments):
+        conds = []
+        for axis, rng in (("r", seg.recency), ("f", seg.frequency), ("m", seg.monetary)):
+            conds.append(f"{axis} BETWEEN :{axis}lo{i} AND :{axis}hi{i}")
+            params[f"{axis}lo{i}"], params[f"{axis}hi{i}"] = rng.min, rng.max
+        arms.append(f"WHEN {' AND '.join(conds)} THEN :seg{i}")
+        params[f"seg{i}"] = seg.segment_id
+    return f"CASE {' '.join(arms)} END", params
+
+
+async def score(conn: AsyncConnection, config: RfmConfig) -> int:
+    case, params = _case(config)
+    await conn.execute(text("DROP TABLE IF EXISTS rfm_new"))
+    await conn.execute(
+        text(
+            "CREATE TEMP TABLE rfm_new ON COMMIT DROP AS "  # noqa: S608
+            # The CASE holds only bound parameters, built from the validated config.
+            f"SELECT profile_id, r, f, m, {case} AS segment_id FROM ("
+            " SELECT profile_id,"
+            "  ntile(5) OVER (ORDER BY last_order_at, profile_id) AS r,"
+            "  ntile(5) OVER (ORDER BY orders_count, profile_id) AS f,"
+            "  ntile(5) OVER (ORDER BY monetary, profile_id) AS m"
+            " FROM segmenter.purchases) s"
+        ),
+        params,
+    )
+    await conn.execute(text("CREATE INDEX ON rfm_new (profile_id)"))
+    await conn.execute(text("ANALYZE rfm_new"))
+    return int(await conn.scalar(text("SELECT count(*) FROM rfm_new")) or 0)
+
+
+async def apply_changes(conn: AsyncConnection, config: RfmConfig, now: datetime) -> dict[str, int]:
+    """Compare with current RFM memberships; write entered/exited everywhere they go."""
+    await conn.execute(text("DROP TABLE IF EXISTS rfm_changes"))
+    await conn.execute(
+        text(
+            "CREATE TEMP TABLE rfm_changes ON COMMIT DROP AS "
+            "SELECT n.profile_id, n.segment_id, 'entered'::text AS change FROM rfm_new n"
+            " WHERE n.segment_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM segmenter.memberships m"
+            "  WHERE m.profile_id = n.profile_id AND m.segment_id = n.segment_id) "
+            "UNION ALL "
+            "SELECT m.profile_id, m.segment_id, 'exited' FROM segmenter.memberships m"
+            " WHERE m.segment_id = ANY(:ids) AND NOT EXISTS (SELECT 1 FROM rfm_new n"
+            "  WHERE n.profile_id = m.profile_id AND n.segment_id = m.segment_id)"
+        ),
+        {"ids": config.segment_ids()},
+    )
+    stamp = now.isoformat().replace("+00:00", "Z")
+    params = {"now": now, "stamp": stamp, "topic": SEGMENT_CHANGES, "source": SOURCE}
+    await conn.execute(
+        text(
+            "DELETE FROM segmenter.memberships m USING rfm_changes c WHERE c.change = 'exited'"
+            " AND m.profile_id = c.profile_id AND m.segment_id = c.segment_id"
+        )
+    )
+    await conn.execute(
+        text(
+            "INSERT INTO segmenter.memberships"
+            " (profile_id, segment_id, profile_version, entered_at)"
+            " SELECT c.profile_id, c.segment_id, coalesce(p.version, 0), :now FROM rfm_changes c"
+            " LEFT JOIN segmenter.profiles p USING (profile_id) WHERE c.change = 'entered'"
+        ),
+        params,
+    )
+    await conn.execute(
+        text(
+            "INSERT INTO segmenter.membership_history"
+            " (profile_id, segment_id, change, profile_version, at)"
+            " SELECT c.profile_id, c.segment_id, c.change, coalesce(p.version, 0), :now"
+            " FROM rfm_changes c LEFT JOIN segmenter.profiles p USING (profile_id)"
+        ),
+        params,
+    )
+    await conn.execute(
+        text(
+            "INSERT INTO segmenter.outbox (topic, key, value, headers)"
+            " SELECT :topic, convert_to(c.profile_id, 'UTF8'),"
+            "  convert_to(jsonb_build_object('profile_id', c.profile_id,"
+            "   'segment_id', c.segment_id, 'change', c.change, 'profile', p.snapshot,"
+            "   'changed_at', CAST(:stamp AS text))::text, 'UTF8'),"
+            "  jsonb_build_array("
+            "   jsonb_build_array('ce_specversion', '1.0'),"
+            "   jsonb_build_array('ce_id', c.profile_id || ':' || c.segment_id || ':' || c.change"
+            "    || ':rfm@' || CAST(:stamp AS text)),"
+            "   jsonb_build_array('ce_source', CAST(:source AS text)),"
+            "   jsonb_build_array('ce_type', 'journeyman.segment.' || c.change),"
+            "   jsonb_build_array('ce_time', CAST(:stamp AS text)),"
+            "   jsonb_build_array('content-type', 'application/json'),"
+            "   jsonb_build_array('traceparent', '00-' || md5(c.profile_id || c.segment_id"
+            "    || CAST(:stamp AS text)) || '-' || substr(md5(random()::text), 1, 16) || '-01'),"
+            "   jsonb_build_array('ce_subject', c.profile_id))"
+            " FROM rfm_changes c JOIN segmenter.profiles p USING (profile_id)"
+            " WHERE p.snapshot <> '{}'::jsonb"
+            " ORDER BY c.profile_id, c.change DESC"
+        ),
+        params,
+    )
+    await conn.execute(text("DELETE FROM segmenter.rfm_scores"))
+    await conn.execute(
+        text(
+            "INSERT INTO segmenter.rfm_scores"
+            " (profile_id, recency, frequency, monetary, segment_id, computed_at)"
+            " SELECT profile_id, r, f, m, segment_id, :now FROM rfm_new"
+        ),
+        params,
+    )
+    rows = await conn.execute(text("SELECT change, count(*) FROM rfm_changes GROUP BY change"))
+    counts: dict[str, int] = {r[0]: r[1] for r in rows}
+    return {"entered": int(counts.get("entered", 0)), "exited": int(counts.get("exited", 0))}
+
+
+async def scores_of(conn: AsyncConnection, profile_id: str) -> dict[str, Any] | None:
+    row = (
+        await conn.execute(
+            text(
+                "SELECT recency, frequency, monetary, segment_id, computed_at"
+                " FROM segmenter.rfm_scores WHERE profile_id = :p"
+            ),
+            {"p": profile_id},
+        )
+    ).first()
+    return dict(row._mapping) if row else None

@@ -1,0 +1,33 @@
+"""Settings of the segmenter (prefix `JOURNEYMAN_`, like every service)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import Settings
+
+
+class SegmenterSettings(Settings):
+    segmenter_clock_interval_s: float = Field(
+        default=1.0, description="How often the clock loop looks for due segment timers."
+    )
+    segmenter_timer_batch: int = Field(
+        default=1_000, description="Most due timers decided in one clock pass."
+    )
+    segmenter_refresh_interval_s: float = Field(
+        default=10.0,
+        description="How often each replica re-reads enable/disable switches and API definitions.",
+    )
+    segmenter_prune_interval_s: float = Field(
+        default=3_600.0, description="How often event facts beyond every window are deleted."
+    )
+    segmenter_rfm_interval_s: float = Field(
+        default=3_600.0, description="How often RFM scores are recomputed for the whole base."
+    )
+    segmenter_rfm_file: str = Field(
+        default="segments/rfm.yaml",
+        description="RFM segment boundaries; built-in defaults when the file is absent.",
+    )
+    segmenter_preview_limit: int = Field(
+        default=200_000, description="Most stored profiles a draft preview evaluates."
+    )

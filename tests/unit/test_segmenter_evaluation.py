@@ -1,0 +1,152 @@
+"""Behavioural rules decide membership and say when the answer can next change by time alone;
+the catalog re-evaluates only what an event can change."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import yaml
+
+from services.segmenter.catalog import Catalog, changed_paths
+from services.segmenter.definitions import CompiledSegment, Segment
+from services.segmenter.evaluation import OCCURRENCE
+from services.segmenter.membership import decide
+from services.segmenter.rfm import RfmConfig
+
+NOW = datetime(2026, 6, 15, 12, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+def seg(text: str) -> CompiledSegment:
+    return CompiledSegment.of(Segment.model_validate(yaml.safe_load(text)))
+
+
+def run(
+    s: CompiledSegment, facts: dict[Any, Any] | None = None, profile: dict[str, Any] | None = None,
+    now: datetime = NOW, current: set[str] | None = None,
+) -> tuple[bool, datetime | None]:  # fmt: skip
+    d = decide("p1", [s], profile or {}, facts or {}, now=now, current=current or set())
+    timer = dict(d.timers).get(s.id)
+    return s.id in d.members, timer
+
+
+SPEND = seg("""
+id: spend
+name: Spend
+where: {aggregate: sum, event: Order Completed, property: revenue, within_days: 30,
+        op: '>=', value: 100}
+""")
+
+
+def test_sum_within_window_and_when_it_lapses() -> None:
+    orders = {("Order Completed", "revenue"): [(NOW - 20 * DAY, 60.0), (NOW - 2 * DAY, 50.0)]}
+    assert run(SPEND, orders) == (True, NOW + 10 * DAY)  # the older order leaves in 10 days
+    assert run(SPEND, orders, now=NOW + 10 * DAY) == (False, NOW + 28 * DAY)
+    assert run(SPEND, {}) == (False, None)
+
+
+def test_count_avg_min_max() -> None:
+    facts = {
+        ("E", OCCURRENCE): [(NOW - DAY, None)] * 3,
+        ("E", "v"): [(NOW - DAY, 2.0), (NOW - DAY, 6.0)],
+    }
+    for rule, expected in [
+        ("{aggregate: count, event: E, within_days: 7, value: 3}", True),
+        ("{aggregate: avg, event: E, property: v, within_days: 7, op: '==', value: 4}", True),
+        ("{aggregate: min, event: E, property: v, within_days: 7, op: '<', value: 2}", False),
+        ("{aggregate: max, event: E, property: v, within_days: 7, op: '>', value: 5}", True),
+        ("{aggregate: max, event: F, property: v, within_days: 7, op: '<', value: 5}", False),
+    ]:
+        assert run(seg(f"id: s\nname: s\nwhere: {rule}\n"), facts)[0] is expected, rule
+
+
+def test_not_done_for_days() -> None:
+    lapsed = seg("id: l\nname: l\nwhere: {not_done: Order Completed, for_days: 60}\n")
+    last = {("Order Completed", OCCURRENCE): [(NOW - 10 * DAY, None)]}
+    assert run(lapsed, last) == (False, NOW + 50 * DAY)
+    assert run(lapsed, last, now=NOW + 50 * DAY) == (True, None)
+    assert run(lapsed, {}) == (True, None)
+
+
+def test_did_then_not_within_hours() -> None:
+    cart = seg(
+        "id: c\nname: c\nwhere: {did: Checkout Started, then_not: Order Completed,"
+        " within_hours: 4, lookback_days: 7}\n"
+    )
+    started = NOW - timedelta(hours=1)
+    facts: dict[Any, Any] = {("Checkout Started", OCCURRENCE): [(started, None)]}
+    assert run(cart, facts) == (False, started + timedelta(hours=4))
+    assert run(cart, facts, now=started + timedelta(hours=4)) == (True, started + 7 * DAY)
+    facts[("Order Completed", OCCURRENCE)] = [(started + timedelta(hours=2), None)]
+    assert run(cart, facts, now=started + timedelta(hours=4)) == (False, None)
+
+
+def test_days_since_and_anniversary() -> None:
+    since = seg("id: d\nname: d\nwhere: {days_since: behaviour.last_order_at, value: 60}\n")
+    profile = {"behaviour": {"last_order_at": (NOW - 59 * DAY).isoformat()}}
+    holds, due = run(since, profile=profile)
+    assert not holds
+    assert due is not None
+    assert NOW + DAY <= due < NOW + DAY + timedelta(seconds=1)
+    assert run(since, profile=profile, now=due)[0]
+
+    birthday = seg("id: b\nname: b\nwhere: {anniversary: traits.birthday}\n")
+    paris = {"traits": {"birthday": "1990-06-16", "timezone": "Europe/Paris"}}
+    holds, due = run(birthday, profile=paris)
+    assert (holds, due) == (False, datetime(2026, 6, 15, 22, tzinfo=UTC))  # midnight in Paris
+    assert due is not None
+    assert run(birthday, profile=paris, now=due) == (True, datetime(2026, 6, 16, 22, tzinfo=UTC))
+
+
+def test_cel_and_where_combine_and_not_and_in_segment() -> None:
+    base = seg("id: base\nname: b\ncondition: profile.traits.vip == true\n")
+    combo = seg(
+        "id: combo\nname: c\ncondition: has(profile.traits.email)\n"
+        "where: {all: [{in_segment: base}, {not: {not_done: Visit, for_days: 3}}]}\n"
+    )
+    profile = {"traits": {"vip": True, "email": "a@b.c"}}
+    facts = {("Visit", OCCURRENCE): [(NOW - DAY, None)]}
+    d = decide("p", Catalog([combo, base]).ordered, profile, facts, now=NOW, current={"base"})
+    assert d.members == {"base", "combo"}
+    assert d.entered == ["combo"]
+    assert dict(d.timers) == {"combo": NOW + 2 * DAY}
+    gone = decide("p", Catalog([combo, base]).ordered, {"traits": {}}, facts, now=NOW,
+                  current={"base", "combo"})  # fmt: skip
+    assert sorted(gone.exited) == ["base", "combo"]
+
+
+def test_catalog_reevaluates_only_what_an_event_can_change() -> None:
+    customers = seg("id: customers\nname: c\ncondition: profile.behaviour.orders_count >= 1\n")
+    vip = seg("id: vip\nname: v\ncondition: profile.traits.vip == true\n")
+    lapsed = seg(
+        "id: lapsed\nname: l\nwhere: {all: [{in_segment: customers},"
+        " {not_done: Order Completed, for_days: 60}]}\n"
+    )
+    carts = seg(
+        "id: carts\nname: c\n"
+        "where: {aggregate: count, event: Cart Viewed, within_days: 1, value: 1}\n"
+    )
+    catalog = Catalog([lapsed, vip, carts, customers])
+
+    def ids(events: list[str], paths: set[str]) -> list[str]:
+        return [s.id for s in catalog.affected_by(events, paths)]
+
+    before = {"behaviour": {"orders_count": 1}, "traits": {"vip": False}}
+    after = {"behaviour": {"orders_count": 2}, "traits": {"vip": False}}
+    paths = changed_paths(catalog.watched_paths, before, after)
+    assert paths == {"behaviour.orders_count"}
+    assert ids(["Order Completed"], paths) == ["customers", "lapsed"]  # references first
+    assert ids(["Product Viewed"], set()) == []
+    assert ids(["Cart Viewed"], {"traits.vip"}) == ["vip", "carts"]
+    assert len(changed_paths(catalog.watched_paths, None, after)) == 2
+    assert catalog.fact_keys == {("Order Completed", OCCURRENCE), ("Cart Viewed", OCCURRENCE)}
+
+
+def test_rfm_names_follow_the_first_matching_range() -> None:
+    config = RfmConfig()
+    assert config.name_of(5, 5, 5) == "rfm-champions"
+    assert config.name_of(1, 5, 5) == "rfm-cant-lose"
+    assert config.name_of(5, 5, 1) == "rfm-loyal"
+    assert config.name_of(1, 1, 1) == "rfm-hibernating"
+    assert config.name_of(5, 1, 3) == "rfm-new-customers"
