@@ -1,19 +1,33 @@
 """How one event changes a profile: traits, behaviour aggregates, consent. Pure functions over
 plain dicts, so they run in microseconds in tests and in batches in the consumer.
 
-Aggregates stay correct under out-of-order timestamps (first/last use min/max of the event time,
-not arrival order); redelivery is handled before this module by the processed-message check.
+Every aggregate is order-independent or decided by event time, never by arrival order: counts
+and sums commute, first/last use min/max of the event time, "latest" facts (a trait, a consent
+answer, the last message opened, the last survey score, the open cart) keep the one with the
+newest timestamp. Redelivery is handled before this module by the processed-message check, so
+folding the same events in any order gives the same profile (`merge.py` combines two profiles
+with the same rules).
+
+Definitions: a visit is a UTC day with at least one page or screen view (exact under
+redelivery, reordering and merges, unlike 30-minute sessions, which need every timestamp); the
+open cart holds products added after the last order and not removed since.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from services.profile import consent as consent_rules
+from services.profile.consent import ConsentChange
+from services.profile.traits import InvalidTrait, normalise_traits
 from shared.events import Event, IdentifyEvent, PageEvent, ScreenEvent, TrackEvent
 
 CONSENT_TRAIT = "consent"
+UNSUBSCRIBED = "unsubscribed"
+CART_EVENTS = ("Product Added", "Product Removed", "Cart Viewed", "Checkout Started")
+MESSAGE_EVENTS = {"Message Opened": "opened", "Message Clicked": "clicked"}
 
 
 @dataclass
@@ -26,14 +40,13 @@ class ProfileState:
     behaviour: dict[str, Any] = field(default_factory=dict)
     consent: dict[str, Any] = field(default_factory=dict)
     updated_at: datetime | None = None
+    # Bookkeeping that makes the aggregates exact, never published: per-trait change times,
+    # visit days, cart clearing and removal times.
+    internal: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
 
 
-def _iso(ts: datetime) -> str:
-    return ts.isoformat()
-
-
-def _bump_time(behaviour: dict[str, Any], first: str, last: str, ts: datetime) -> None:
-    stamp = _iso(ts)
+def _bump_time(behaviour: dict[str, Any], first: str, last: str, stamp: str) -> None:
     if behaviour.get(first) is None or stamp < behaviour[first]:
         behaviour[first] = stamp
     if behaviour.get(last) is None or stamp > behaviour[last]:
@@ -44,60 +57,171 @@ def _add(behaviour: dict[str, Any], key: str, amount: float = 1) -> None:
     behaviour[key] = round(behaviour.get(key, 0) + amount, 2)
 
 
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
 def _order_value(properties: dict[str, Any]) -> float:
     for key in ("revenue", "total", "value"):
-        value = properties.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+        value = _number(properties.get(key))
+        if value is not None:
+            return value
     return 0.0
 
 
-def _merge_consent(consent: dict[str, Any], update: Any, ts: datetime, source: str) -> None:
-    """`consent` trait: {channel: {message_type: bool}}; each change keeps its source and time."""
-    if not isinstance(update, dict):
+def recompute(b: dict[str, Any]) -> None:
+    """Aggregates derived from others (after a fold or a merge)."""
+    if b.get("orders_count"):
+        b["average_basket"] = round(b.get("total_revenue", 0) / b["orders_count"], 2)
+    if "total_refunded" in b or "total_revenue" in b:
+        b["net_revenue"] = round(b.get("total_revenue", 0) - b.get("total_refunded", 0), 2)
+    cart = b.get("open_cart")
+    if isinstance(cart, dict):
+        items = cart.get("items", [])
+        cart["value"] = round(sum(i.get("price", 0) * i.get("quantity", 1) for i in items), 2)
+        cart["items_count"] = sum(int(i.get("quantity", 1)) for i in items)
+
+
+def _newer(current: Any, stamp: str) -> bool:
+    return not isinstance(current, dict) or str(current.get("at", "")) <= stamp
+
+
+def set_traits(state: ProfileState, traits: dict[str, Any], stamp: str) -> None:
+    times = state.internal.setdefault("trait_times", {})
+    for name, value in traits.items():
+        if times.get(name, "") > stamp:
+            continue  # a newer identify already set this trait
+        times[name] = stamp
+        if value is None:
+            state.traits.pop(name, None)
+        else:
+            state.traits[name] = value
+
+
+def _identify(state: ProfileState, event: IdentifyEvent, stamp: str) -> list[ConsentChange]:
+    traits = dict(event.traits)
+    update = traits.pop(CONSENT_TRAIT, None)
+    try:
+        traits = normalise_traits(traits)
+    except InvalidTrait:
+        traits = {}  # validated at the edge; a record that bypassed it keeps no bad trait
+    changes: list[ConsentChange] = []
+    if update is not None:
+        try:
+            parsed = consent_rules.parse_update(update, "traits.consent")
+        except consent_rules.InvalidConsent:
+            parsed = {}
+        changes += consent_rules.apply_update(state.consent, parsed, "identify", stamp)
+    unsubscribed = traits.get(UNSUBSCRIBED)
+    if isinstance(unsubscribed, bool):
+        held = state.internal.get("trait_times", {}).get(UNSUBSCRIBED, "")
+        if held <= stamp and bool(state.traits.get(UNSUBSCRIBED)) is not unsubscribed:
+            all_ = consent_rules.ALL
+            changes.append(ConsentChange(all_, all_, not unsubscribed, "identify", stamp))
+    set_traits(state, traits, stamp)
+    return changes
+
+
+def _cart(b: dict[str, Any], internal: dict[str, Any], name: str, props: dict[str, Any],
+          stamp: str) -> None:  # fmt: skip
+    if b.get("last_cart_activity_at", "") < stamp:
+        b["last_cart_activity_at"] = stamp
+    cart = b.setdefault("open_cart", {"items": []})
+    cart["last_activity_at"] = b["last_cart_activity_at"]
+    product = str(props.get("product_id") or props.get("sku") or "")
+    if not product or name not in ("Product Added", "Product Removed"):
         return
-    for channel, types in update.items():
-        if not isinstance(types, dict):
-            continue
-        current = consent.setdefault(str(channel), {})
-        for message_type, granted in types.items():
-            if isinstance(granted, bool):
-                current[str(message_type)] = {
-                    "granted": granted,
-                    "source": source,
-                    "at": _iso(ts),
-                }
+    items: list[dict[str, Any]] = cart["items"]
+    line = next((i for i in items if i["product_id"] == product), None)
+    removed = internal.setdefault("cart_removed", {})
+    if name == "Product Removed":
+        removed[product] = max(removed.get(product, ""), stamp)
+        if line is not None and line["added_at"] <= stamp:
+            items.remove(line)
+        return
+    if stamp <= internal.get("cart_cleared_at", "") or stamp <= removed.get(product, ""):
+        return  # added before the order that emptied the cart, or before its removal
+    quantity = int(_number(props.get("quantity")) or 1)
+    if line is None:
+        line = {"product_id": product, "quantity": 0, "added_at": stamp}
+        items.append(line)
+    line["quantity"] += quantity
+    line["added_at"] = max(line["added_at"], stamp)
+    for key in ("name", "price"):
+        if key in props:
+            line[key] = props[key]
 
 
-def apply_event(state: ProfileState, event: Event) -> None:
-    """Fold one event into the profile (in place) and advance its version."""
+def clear_cart(b: dict[str, Any], internal: dict[str, Any], stamp: str) -> None:
+    """An order empties the cart of everything added up to its time."""
+    internal["cart_cleared_at"] = max(internal.get("cart_cleared_at", ""), stamp)
+    cart = b.get("open_cart")
+    if isinstance(cart, dict):
+        cleared = internal["cart_cleared_at"]
+        cart["items"] = [i for i in cart.get("items", []) if i["added_at"] > cleared]
+
+
+def _track(state: ProfileState, event: TrackEvent, stamp: str) -> None:
+    b, name, props = state.behaviour, event.event, event.properties
+    if name == "Product Viewed":
+        _add(b, "product_views")
+        if b.get("last_product_viewed_at", "") <= stamp:
+            b["last_product_viewed_at"] = stamp
+            b["last_product_viewed"] = props.get("product_id") or props.get("sku")
+    elif name in CART_EVENTS:
+        _cart(b, state.internal, name, props, stamp)
+    elif name == "Order Completed":
+        _add(b, "orders_count")
+        _add(b, "total_revenue", _order_value(props))
+        _bump_time(b, "first_order_at", "last_order_at", stamp)
+        clear_cart(b, state.internal, stamp)
+    elif name == "Order Refunded":
+        _add(b, "refunds_count")
+        _add(b, "total_refunded", _order_value(props))
+    elif name in MESSAGE_EVENTS:
+        channel = str(props.get("channel") or "email")
+        kind = MESSAGE_EVENTS[name]
+        held = b.setdefault(f"last_message_{kind}", {})
+        if _newer(held.get(channel), stamp):
+            keep = ("template", "journey_id", "dispatch_id", "message_type", "url")
+            held[channel] = {"at": stamp, **{k: props[k] for k in keep if k in props}}
+            b[f"last_{channel}_{kind}_at"] = stamp
+    elif name == "Survey Responded":
+        survey, score = props.get("survey"), _number(props.get("score"))
+        if isinstance(survey, str) and score is not None:
+            held = b.setdefault("last_survey_scores", {})
+            if _newer(held.get(survey), stamp):
+                held[survey] = {"score": score, "at": stamp}
+                b[f"last_{survey}_score"] = score
+
+
+def apply_event(state: ProfileState, event: Event) -> list[ConsentChange]:
+    """Fold one event into the profile (in place), advance its version, return consent changes."""
     b = state.behaviour
-    ts = event.timestamp
+    ts = event.timestamp.astimezone(UTC)
+    stamp = ts.isoformat()  # UTC, so that text order is time order
     if event.user_id and not state.user_id:
         state.user_id = event.user_id
     if event.anonymous_id and not state.anonymous_id:
         state.anonymous_id = event.anonymous_id
     _add(b, "event_count")
-    _bump_time(b, "first_seen_at", "last_seen_at", ts)
+    _bump_time(b, "first_seen_at", "last_seen_at", stamp)
+    changes: list[ConsentChange] = []
     if isinstance(event, IdentifyEvent):
-        traits = dict(event.traits)
-        _merge_consent(state.consent, traits.pop(CONSENT_TRAIT, None), ts, "identify")
-        state.traits.update(traits)
+        changes = _identify(state, event, stamp)
     elif isinstance(event, PageEvent | ScreenEvent):
         _add(b, "page_views")
+        days = state.internal.setdefault("visit_days", [])
+        day = stamp[:10]
+        if day not in days:
+            days.append(day)
+        b["visits"] = len(days)
     elif isinstance(event, TrackEvent):
-        name = event.event
-        if name == "Product Viewed":
-            _add(b, "product_views")
-        elif name == "Order Completed":
-            value = _order_value(event.properties)
-            _add(b, "orders_count")
-            _add(b, "total_revenue", value)
-            b["average_basket"] = round(b["total_revenue"] / b["orders_count"], 2)
-            _bump_time(b, "first_order_at", "last_order_at", ts)
-        elif name == "Order Refunded":
-            _add(b, "refunds_count")
-            _add(b, "total_refunded", _order_value(event.properties))
+        _track(state, event, stamp)
+    recompute(b)
     state.version += 1
     if state.updated_at is None or ts > state.updated_at:
         state.updated_at = ts
+    return changes

@@ -1,21 +1,44 @@
-"""Kafka handler of `jm.events`: decode, apply in one transaction with the outbox, wake the
-relay."""
+"""Kafka handler of `jm.events`: decode (bad records are dead-lettered with the reason), apply
+in one transaction with the outbox, wake the relay."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 from services.profile.models import outbox
 from services.profile.service import IncomingEvent, apply_events
+from services.profile.validation import check_event
 from shared.consumer import BatchHandler, Record, Rejected
 from shared.decoding import decode_all, decode_event
+from shared.events import Event, InvalidEvent
 from shared.outbox import OutboxRelay, add_to_outbox
 from shared.runtime import Runtime
 
+Clock = Callable[[], datetime]
 
-def events_handler(runtime: Runtime, relay: OutboxRelay) -> BatchHandler:
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def event_decoder(clock: Clock) -> Callable[[Record], Event]:
+    def decode(record: Record) -> Event:
+        event = decode_event(record)
+        try:
+            check_event(event, clock())
+        except InvalidEvent as exc:
+            raise ValueError(f"invalid event: {exc}") from exc
+        return event
+
+    return decode
+
+
+def events_handler(runtime: Runtime, relay: OutboxRelay, clock: Clock = _utc_now) -> BatchHandler:
+    decode = event_decoder(clock)
+
     async def handle(records: Sequence[Record]) -> Sequence[Rejected]:
-        decoded, rejected = decode_all(records, decode_event)
+        decoded, rejected = decode_all(records, decode)
         batch = [IncomingEvent(event, rec.headers.get("traceparent")) for rec, event in decoded]
         async with runtime.engine.begin() as conn:
             await add_to_outbox(conn, outbox, await apply_events(conn, batch))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -29,6 +31,13 @@ profiles = Table(
     Column("traits", JSONB, nullable=False),
     Column("behaviour", JSONB, nullable=False),
     Column("consent", JSONB, nullable=False),
+    Column(
+        "internal",
+        JSONB,
+        nullable=False,
+        server_default="{}",
+        comment="trait change times, visit days, cart bookkeeping; never published",
+    ),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
@@ -38,6 +47,29 @@ identities = Table(
     metadata,
     Column("identity", String, primary_key=True, comment="kind:value, e.g. user:42, anon:abc"),
     Column("profile_id", String, nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+merged_profiles = Table(
+    "merged_profiles",
+    metadata,
+    Column("profile_id", String, primary_key=True, comment="the id that disappeared"),
+    Column("merged_into", String, nullable=False, index=True),
+    Column("merged_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+consent_history = Table(
+    "consent_history",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("profile_id", String, nullable=False),
+    Column("channel", String, nullable=False),
+    Column("message_type", String, nullable=False),
+    Column("granted", Boolean, nullable=False),
+    Column("source", String, nullable=False, comment="identify, api, unsubscribe-link, ..."),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_consent_history_profile", "profile_id", "id"),
 )
 
 processed_messages = Table(
@@ -57,7 +89,7 @@ timeline = Table(
     Column("event", String),
     Column("payload", JSONB, nullable=False),
     Column("seq", Integer, nullable=False, server_default="0"),
-    Index("ix_timeline_profile_time", "profile_id", "timestamp"),
+    Index("ix_timeline_profile_time_message", "profile_id", "timestamp", "message_id"),
 )
 
 outbox = outbox_table(metadata)

@@ -1,31 +1,55 @@
 """All SQL of the profile service. Every function takes the caller's connection and works on a
-whole batch with a fixed number of round trips."""
+whole batch with a fixed number of round trips.
 
+The consumer's hot path talks to asyncpg directly (in the caller's transaction): `unnest` array
+parameters, JSON encoded once with orjson and cast in SQL, JSON read back as text and decoded by
+orjson, so a batch of thousands of events costs a handful of statements and no stdlib JSON.
+"""
+
+# ruff: noqa: S608  (only constant schema, table and column names are interpolated; every value
+# is a bind parameter)
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, literal_column, select
-from sqlalchemy.dialects.postgresql import insert
+import asyncpg
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.profile.behaviour import ProfileState
-from services.profile.models import identities, processed_messages, profiles, timeline
-from shared.db import any_of
+
+S = "profile"
+_PROFILE_COLUMNS = (
+    "profile_id, version, user_id, anonymous_id, traits::text, behaviour::text, consent::text,"
+    " internal::text, updated_at, created_at"
+)
 
 
-def _state(row: Row[Any]) -> ProfileState:
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+async def pg(conn: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under the caller's SQLAlchemy connection (same transaction)."""
+    raw = await conn.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    return driver
+
+
+def _state(row: asyncpg.Record) -> ProfileState:
     return ProfileState(
-        profile_id=row.profile_id,
-        version=row.version,
-        user_id=row.user_id,
-        anonymous_id=row.anonymous_id,
-        traits=row.traits,
-        behaviour=row.behaviour,
-        consent=row.consent,
-        updated_at=row.updated_at,
+        profile_id=row["profile_id"],
+        version=row["version"],
+        user_id=row["user_id"],
+        anonymous_id=row["anonymous_id"],
+        traits=orjson.loads(row["traits"]),
+        behaviour=orjson.loads(row["behaviour"]),
+        consent=orjson.loads(row["consent"]),
+        internal=orjson.loads(row["internal"]),
+        updated_at=row["updated_at"],
+        created_at=row["created_at"],
     )
 
 
@@ -33,110 +57,261 @@ async def claim_messages(conn: AsyncConnection, message_ids: Sequence[str]) -> s
     """Record message ids as processed; return those seen for the first time."""
     if not message_ids:
         return set()
-    stmt = (
-        insert(processed_messages)
-        .values([{"message_id": m} for m in message_ids])
-        .on_conflict_do_nothing()
-        .returning(processed_messages.c.message_id)
+    rows = await (await pg(conn)).fetch(
+        f"INSERT INTO {S}.processed_messages (message_id) SELECT unnest($1::text[]) "
+        "ON CONFLICT DO NOTHING RETURNING message_id",
+        list(message_ids),
     )
-    return set((await conn.execute(stmt)).scalars())
+    return {r[0] for r in rows}
 
 
 async def owners_of(conn: AsyncConnection, keys: Iterable[str]) -> dict[str, str]:
-    keys = list(set(keys))
-    if not keys:
+    wanted = list(set(keys))
+    if not wanted:
         return {}
-    rows = await conn.execute(
-        select(identities.c.identity, identities.c.profile_id).where(
-            any_of(identities.c.identity, keys)
-        )
+    rows = await (await pg(conn)).fetch(
+        f"SELECT identity, profile_id FROM {S}.identities WHERE identity = ANY($1::text[])",
+        wanted,
     )
-    return {row.identity: row.profile_id for row in rows}
+    return {r[0]: r[1] for r in rows}
 
 
-async def add_identities(conn: AsyncConnection, owners: Mapping[str, str]) -> dict[str, str]:
-    """Insert new identities; return the owner each key really has (a concurrent writer may win)."""
+async def insert_identities(conn: AsyncConnection, owners: Mapping[str, str]) -> set[str]:
+    """Insert new identities; return those inserted (a concurrent writer may have won others)."""
     if not owners:
-        return {}
-    await conn.execute(
-        insert(identities)
-        .values([{"identity": k, "profile_id": v} for k, v in owners.items()])
-        .on_conflict_do_nothing()
+        return set()
+    rows = await (await pg(conn)).fetch(
+        f"INSERT INTO {S}.identities (identity, profile_id) "
+        "SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING RETURNING identity",
+        list(owners),
+        list(owners.values()),
     )
-    return await owners_of(conn, owners)
+    return {r[0] for r in rows}
 
 
 async def lock_profiles(
     conn: AsyncConnection, profile_ids: Iterable[str]
 ) -> dict[str, ProfileState]:
-    """Load and lock the profiles a batch touches, so concurrent batches never lose an update."""
+    """Load and lock the profiles a batch touches, in id order, so concurrent batches never
+    lose an update and never deadlock on each other."""
     ids = sorted(set(profile_ids))
     if not ids:
         return {}
-    rows = await conn.execute(
-        select(profiles)
-        .where(any_of(profiles.c.profile_id, ids))
-        .order_by(profiles.c.profile_id)
-        .with_for_update()
+    rows = await (await pg(conn)).fetch(
+        f"SELECT {_PROFILE_COLUMNS} FROM {S}.profiles WHERE profile_id = ANY($1::text[]) "
+        "ORDER BY profile_id FOR UPDATE",
+        ids,
     )
-    return {row.profile_id: _state(row) for row in rows}
+    return {row["profile_id"]: _state(row) for row in rows}
 
 
 async def save_profiles(conn: AsyncConnection, states: Iterable[ProfileState]) -> None:
-    rows = [
-        {
-            "profile_id": s.profile_id,
-            "user_id": s.user_id,
-            "anonymous_id": s.anonymous_id,
-            "version": s.version,
-            "traits": s.traits,
-            "behaviour": s.behaviour,
-            "consent": s.consent,
-            "updated_at": s.updated_at,
-        }
-        for s in states
-    ]
+    rows = list(states)
     if not rows:
         return
-    stmt = insert(profiles)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[profiles.c.profile_id],
-        set_={
-            c: literal_column(f"excluded.{c}")
-            for c in (
-                "user_id",
-                "anonymous_id",
-                "version",
-                "traits",
-                "behaviour",
-                "consent",
-                "updated_at",
-            )
-        },
+    await (await pg(conn)).execute(
+        f"INSERT INTO {S}.profiles (profile_id, user_id, anonymous_id, version, traits, "
+        "behaviour, consent, internal, updated_at) "
+        "SELECT p, u, a, v, t::jsonb, b::jsonb, c::jsonb, i::jsonb, ts FROM unnest("
+        "$1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], "
+        "$8::text[], $9::timestamptz[]) AS x(p, u, a, v, t, b, c, i, ts) "
+        "ON CONFLICT (profile_id) DO UPDATE SET user_id = excluded.user_id, "
+        "anonymous_id = excluded.anonymous_id, version = excluded.version, "
+        "traits = excluded.traits, behaviour = excluded.behaviour, consent = excluded.consent, "
+        "internal = excluded.internal, updated_at = excluded.updated_at",
+        [s.profile_id for s in rows],
+        [s.user_id for s in rows],
+        [s.anonymous_id for s in rows],
+        [s.version for s in rows],
+        [_json(s.traits) for s in rows],
+        [_json(s.behaviour) for s in rows],
+        [_json(s.consent) for s in rows],
+        [_json(s.internal) for s in rows],
+        [s.updated_at for s in rows],
     )
-    await conn.execute(stmt, rows)
 
 
 async def append_timeline(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await conn.execute(insert(timeline), list(rows))
+    """Rows: profile_id, timestamp, message_id, type, event, payload (JSON text)."""
+    if not rows:
+        return
+    await (await pg(conn)).execute(
+        f"INSERT INTO {S}.timeline (profile_id, timestamp, message_id, type, event, payload) "
+        "SELECT p, ts, m, t, e, j::jsonb FROM unnest($1::text[], $2::timestamptz[], "
+        "$3::text[], $4::text[], $5::text[], $6::text[]) AS x(p, ts, m, t, e, j)",
+        [r["profile_id"] for r in rows],
+        [r["timestamp"] for r in rows],
+        [r["message_id"] for r in rows],
+        [r["type"] for r in rows],
+        [r["event"] for r in rows],
+        [r["payload"] for r in rows],
+    )
 
 
-async def get_profile(conn: AsyncConnection, profile_id: str) -> ProfileState | None:
-    """A profile by its id or by any of its identities (`user:42`, `anon:abc`)."""
-    if ":" in profile_id:
-        profile_id = (await owners_of(conn, [profile_id])).get(profile_id, profile_id)
-    row = (
-        await conn.execute(select(profiles).where(profiles.c.profile_id == profile_id))
-    ).one_or_none()
+async def add_consent_history(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Rows: profile_id, channel, message_type, granted, source, changed_at."""
+    if not rows:
+        return
+    await (await pg(conn)).execute(
+        f"INSERT INTO {S}.consent_history "
+        "(profile_id, channel, message_type, granted, source, changed_at) "
+        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], "
+        "$6::timestamptz[])",
+        [r["profile_id"] for r in rows],
+        [r["channel"] for r in rows],
+        [r["message_type"] for r in rows],
+        [r["granted"] for r in rows],
+        [r["source"] for r in rows],
+        [r["changed_at"] for r in rows],
+    )
+
+
+async def apply_merges(conn: AsyncConnection, into: Mapping[str, str]) -> None:
+    """Move everything of each merged-away profile to its survivor and remember the redirect."""
+    if not into:
+        return
+    db = await pg(conn)
+    gone, survivors = list(into), list(into.values())
+    pairs = "unnest($1::text[], $2::text[]) AS m(gone, survivor)"
+    for table in ("identities", "timeline", "consent_history"):
+        await db.execute(
+            f"UPDATE {S}.{table} t SET profile_id = m.survivor FROM {pairs} "
+            "WHERE t.profile_id = m.gone",
+            gone,
+            survivors,
+        )
+    await db.execute(
+        f"UPDATE {S}.merged_profiles t SET merged_into = m.survivor FROM {pairs} "
+        "WHERE t.merged_into = m.gone",
+        gone,
+        survivors,
+    )
+    await db.execute(
+        f"INSERT INTO {S}.merged_profiles (profile_id, merged_into) SELECT * FROM {pairs} "
+        "ON CONFLICT (profile_id) DO UPDATE SET merged_into = excluded.merged_into",
+        gone,
+        survivors,
+    )
+    await db.execute(f"DELETE FROM {S}.profiles WHERE profile_id = ANY($1::text[])", gone)
+
+
+async def find_profile_id(conn: AsyncConnection, identifier: str) -> str | None:
+    """The live profile id for a raw id, a merged-away id, or an identity (`user:42`, ...)."""
+    db = await pg(conn)
+    if ":" in identifier:
+        owner = await db.fetchval(
+            f"SELECT profile_id FROM {S}.identities WHERE identity = $1", identifier
+        )
+        if owner is not None:
+            return str(owner)
+    found = await db.fetchval(
+        f"SELECT profile_id FROM {S}.profiles WHERE profile_id = $1 UNION ALL "
+        f"SELECT merged_into FROM {S}.merged_profiles WHERE profile_id = $1 LIMIT 1",
+        identifier,
+    )
+    return None if found is None else str(found)
+
+
+async def get_profile(conn: AsyncConnection, identifier: str) -> ProfileState | None:
+    profile_id = await find_profile_id(conn, identifier)
+    if profile_id is None:
+        return None
+    row = await (await pg(conn)).fetchrow(
+        f"SELECT {_PROFILE_COLUMNS} FROM {S}.profiles WHERE profile_id = $1", profile_id
+    )
     return None if row is None else _state(row)
 
 
+async def lock_profile(conn: AsyncConnection, profile_id: str) -> ProfileState | None:
+    return (await lock_profiles(conn, [profile_id])).get(profile_id)
+
+
+async def search_by_traits(
+    conn: AsyncConnection, traits: Mapping[str, str], limit: int
+) -> list[ProfileState]:
+    """Profiles whose traits have these values (compared as text); a scan, for ops use."""
+    names, values = list(traits), list(traits.values())
+    rows = await (await pg(conn)).fetch(
+        f"SELECT {_PROFILE_COLUMNS} FROM {S}.profiles p WHERE NOT EXISTS ("
+        "SELECT 1 FROM unnest($1::text[], $2::text[]) AS w(k, v) WHERE p.traits ->> w.k "
+        "IS DISTINCT FROM w.v) ORDER BY profile_id LIMIT $3",
+        names,
+        values,
+        limit,
+    )
+    return [_state(r) for r in rows]
+
+
 async def get_timeline(
-    conn: AsyncConnection, profile_id: str, before: datetime | None, limit: int
+    conn: AsyncConnection,
+    profile_id: str,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    types: Sequence[str],
+    events: Sequence[str],
+    after: tuple[datetime, str] | None,
+    limit: int,
 ) -> list[dict[str, Any]]:
-    query = select(timeline).where(timeline.c.profile_id == profile_id)
-    if before is not None:
-        query = query.where(timeline.c.timestamp < before)
-    rows = await conn.execute(query.order_by(timeline.c.timestamp.desc()).limit(limit))
-    return [dict(row._mapping) for row in rows]
+    """Newest first, ordered by (timestamp, message_id), resumed strictly after a cursor."""
+    rows = await (await pg(conn)).fetch(
+        f"SELECT timestamp, message_id, type, event, payload::text AS payload FROM {S}.timeline "
+        "WHERE profile_id = $1 AND ($2::timestamptz IS NULL OR timestamp >= $2) "
+        "AND ($3::timestamptz IS NULL OR timestamp < $3) "
+        "AND (cardinality($4::text[]) = 0 OR type = ANY($4)) "
+        "AND (cardinality($5::text[]) = 0 OR event = ANY($5)) "
+        "AND ($6::timestamptz IS NULL OR (timestamp, message_id) < ($6, $7::text)) "
+        "ORDER BY timestamp DESC, message_id DESC LIMIT $8",
+        profile_id,
+        since,
+        until,
+        list(types),
+        list(events),
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+    return [{**dict(r), "payload": orjson.loads(r["payload"])} for r in rows]
+
+
+async def consent_history(conn: AsyncConnection, profile_id: str) -> list[dict[str, Any]]:
+    rows = await (await pg(conn)).fetch(
+        f"SELECT channel, message_type, granted, source, changed_at, recorded_at "
+        f"FROM {S}.consent_history WHERE profile_id = $1 ORDER BY id",
+        profile_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def identities_of_profile(conn: AsyncConnection, profile_id: str) -> list[dict[str, Any]]:
+    rows = await (await pg(conn)).fetch(
+        f"SELECT identity, created_at FROM {S}.identities WHERE profile_id = $1 ORDER BY 1",
+        profile_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def merged_ids(conn: AsyncConnection, profile_id: str) -> list[str]:
+    rows = await (await pg(conn)).fetch(
+        f"SELECT profile_id FROM {S}.merged_profiles WHERE merged_into = $1 ORDER BY 1",
+        profile_id,
+    )
+    return [r[0] for r in rows]
+
+
+async def erase(conn: AsyncConnection, profile_id: str, gone: Sequence[str]) -> None:
+    """Delete everything held about a customer; only processed message ids stay (so a replay
+    of their old events cannot bring the data back)."""
+    db = await pg(conn)
+    ids = [profile_id, *gone]
+    for table in ("timeline", "consent_history", "identities"):
+        await db.execute(f"DELETE FROM {S}.{table} WHERE profile_id = ANY($1::text[])", ids)
+    await db.execute(
+        f"DELETE FROM {S}.merged_profiles WHERE profile_id = ANY($1::text[]) "
+        "OR merged_into = ANY($1::text[])",
+        ids,
+    )
+    await db.execute(
+        f"DELETE FROM {S}.outbox WHERE key = ANY($1::bytea[])", [i.encode() for i in ids]
+    )
+    await db.execute(f"DELETE FROM {S}.profiles WHERE profile_id = ANY($1::text[])", ids)

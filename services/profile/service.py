@@ -1,24 +1,35 @@
 """Use case: apply a batch of customer events. Runs inside the caller's transaction and returns
-the records to publish through the outbox; it never commits."""
+the records to publish through the outbox; it never commits.
+
+Concurrency: profiles are locked FOR UPDATE in id order before they change, so two replicas
+never lose an update. Identities are claimed with INSERT .. ON CONFLICT: when another replica
+recorded one of ours first, or merged or erased a profile we read, the batch's work is rolled
+back to a savepoint and resolved again against what that replica committed.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.profile import repository
 from services.profile.behaviour import ProfileState, apply_event
-from services.profile.identity import lookup_keys, resolve
+from services.profile.consent import ConsentChange
+from services.profile.identity import Merge, lookup_keys, resolve
+from services.profile.merge import merge_states
+from services.profile.publish import merged_records, profile_record, snapshot
 from shared.cloudevents import binary_headers, child_traceparent
 from shared.codec import dumps
-from shared.contracts import ProfileSnapshot
 from shared.events import Event
 from shared.kafka import OutRecord
-from shared.topics import PROFILE_EVENTS, PROFILES
+from shared.topics import PROFILE_EVENTS
 
-SOURCE = "journeyman/profile"
+MAX_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -27,83 +38,114 @@ class IncomingEvent:
     traceparent: str | None = None
 
 
-def snapshot(state: ProfileState) -> ProfileSnapshot:
-    assert state.updated_at is not None
-    return ProfileSnapshot(
-        profile_id=state.profile_id,
-        version=state.version,
-        user_id=state.user_id,
-        anonymous_id=state.anonymous_id,
-        traits=state.traits,
-        behaviour=state.behaviour,
-        consent=state.consent,
-        updated_at=state.updated_at,
-    )
+class IdentityRace(Exception):
+    """Another transaction changed identities this batch read; resolve again."""
+
+
+def history_rows(profile_id: str, changes: Sequence[ConsentChange]) -> list[dict[str, Any]]:
+    return [
+        {**c.as_dict(), "profile_id": profile_id, "changed_at": datetime.fromisoformat(c.at)}
+        for c in changes
+    ]
+
+
+def timeline_row(profile_id: str, wire: dict[str, Any], payload: str) -> dict[str, Any]:
+    return {
+        "profile_id": profile_id,
+        "timestamp": datetime.fromisoformat(str(wire["timestamp"]).replace("Z", "+00:00")),
+        "message_id": wire["messageId"],
+        "type": wire["type"],
+        "event": wire.get("event") or wire.get("name"),
+        "payload": payload,
+    }
 
 
 async def apply_events(conn: AsyncConnection, batch: Sequence[IncomingEvent]) -> list[OutRecord]:
-    """Dedupe by messageId, resolve identities, fold events into profiles, append the timeline."""
+    """Dedupe by messageId, resolve identities (merging profiles that prove to be one person),
+    fold events into profiles, append the timeline and the consent history."""
     unique = list({item.event.message_id: item for item in batch}.values())
+    for _ in range(MAX_ATTEMPTS):
+        try:
+            async with conn.begin_nested():
+                return await _apply_once(conn, unique)
+        except IdentityRace:
+            continue
+    raise IdentityRace(f"identities kept changing under {MAX_ATTEMPTS} attempts")
+
+
+async def _apply_once(conn: AsyncConnection, unique: Sequence[IncomingEvent]) -> list[OutRecord]:
     fresh = await repository.claim_messages(conn, [i.event.message_id for i in unique])
     todo = [item for item in unique if item.event.message_id in fresh]
     if not todo:
         return []
     events = [item.event for item in todo]
     known = await repository.owners_of(conn, (k for e in events for k in lookup_keys(e)))
-    resolution = resolve(events, known)
-    actual = await repository.add_identities(conn, resolution.new_identities)
-    if any(actual[k] != v for k, v in resolution.new_identities.items()):
-        # Another replica recorded one of these identities first: resolve again against it.
-        resolution = resolve(events, {**known, **actual})
-    states = await repository.lock_profiles(conn, resolution.profile_of_event)
+    states = await repository.lock_profiles(conn, known.values())
+    if any(p not in states for p in known.values()):
+        raise IdentityRace("a profile was merged or erased meanwhile")
+    users = {p: s.user_id for p, s in states.items()}
+    resolution = resolve(events, known, users=users)
+    wanted = resolution.new_identities
+    if await repository.insert_identities(conn, wanted) != set(wanted):
+        raise IdentityRace("another replica recorded one of these identities first")
+
+    merges: dict[int, list[Merge]] = defaultdict(list)
+    for merge in resolution.merges:
+        merges[merge.at].append(merge)
+    into: dict[str, str] = {}
     out: list[OutRecord] = []
-    timeline_rows = []
-    for item, profile_id in zip(todo, resolution.profile_of_event, strict=True):
+    timeline: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
+    for index, (item, profile_id) in enumerate(zip(todo, resolution.profile_of_event, strict=True)):
         event = item.event
-        state = states.setdefault(profile_id, ProfileState(profile_id))
-        apply_event(state, event)
-        wire = event.to_wire()
-        timeline_rows.append(
-            {
-                "profile_id": profile_id,
-                "timestamp": event.timestamp,
-                "message_id": event.message_id,
-                "type": event.type,
-                "event": getattr(event, "event", None) or getattr(event, "name", None),
-                "payload": wire,
-            }
-        )
-        record = {"event": wire, "profile": snapshot(state).model_dump(mode="json")}
-        out.append(
-            OutRecord(
-                PROFILE_EVENTS,
-                dumps(record),
-                profile_id.encode(),
-                binary_headers(
-                    event_id=event.message_id,
-                    event_type=f"journeyman.profile-event.{event.type}",
-                    source=SOURCE,
-                    time=event.timestamp,
-                    subject=profile_id,
-                    traceparent=child_traceparent(item.traceparent),
-                ),
-            )
-        )
+        for merge in merges.get(index, ()):
+            gone = states.pop(merge.merged)
+            survivor = merge_states(states[merge.into], gone)
+            into[gone.profile_id] = survivor.profile_id
+            wire, records = merged_records(gone, survivor, event.timestamp, item.traceparent)
+            timeline.append(timeline_row(survivor.profile_id, wire, dumps(wire).decode()))
+            out.extend(records)
+        state = states.get(profile_id)
+        if state is None:
+            state = states[profile_id] = ProfileState(profile_id)
+        changes = apply_event(state, event)
+        history.extend(history_rows(profile_id, changes))
+        wire_bytes = dumps(event.to_wire())
+        wire = {"messageId": event.message_id, "type": event.type,
+                "timestamp": event.timestamp.isoformat(),
+                "event": getattr(event, "event", None) or getattr(event, "name", None)}  # fmt: skip
+        timeline.append(timeline_row(profile_id, wire, wire_bytes.decode()))
+        out.append(_profile_event(wire_bytes, state, event, item.traceparent))
+
+    def final(profile_id: str) -> str:
+        while profile_id in into:
+            profile_id = into[profile_id]
+        return profile_id
+
+    await repository.apply_merges(conn, {gone: final(gone) for gone in into})
     await repository.save_profiles(conn, states.values())
-    await repository.append_timeline(conn, timeline_rows)
-    for state in states.values():
-        out.append(
-            OutRecord(
-                PROFILES,
-                dumps(snapshot(state).model_dump(mode="json")),
-                state.profile_id.encode(),
-                binary_headers(
-                    event_id=f"{state.profile_id}:{state.version}",
-                    event_type="journeyman.profile",
-                    source=SOURCE,
-                    time=state.updated_at,
-                    subject=state.profile_id,
-                ),
-            )
-        )
+    for row in (*timeline, *history):
+        row["profile_id"] = final(row["profile_id"])
+    await repository.append_timeline(conn, timeline)
+    await repository.add_consent_history(conn, history)
+    out.extend(profile_record(state) for state in states.values())
     return out
+
+
+def _profile_event(
+    wire: bytes, state: ProfileState, event: Event, traceparent: str | None
+) -> OutRecord:
+    """`jm.profile-events` with the wire form encoded once (it is also the timeline payload)."""
+    return OutRecord(
+        PROFILE_EVENTS,
+        b'{"event":' + wire + b',"profile":' + dumps(snapshot(state)) + b"}",
+        state.profile_id.encode(),
+        binary_headers(
+            event_id=event.message_id,
+            event_type=f"journeyman.profile-event.{event.type}",
+            source="journeyman/profile",
+            time=event.timestamp,
+            subject=state.profile_id,
+            traceparent=child_traceparent(traceparent),
+        ),
+    )
