@@ -7,8 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.segmenter.evaluation import FactKey
@@ -21,6 +20,7 @@ from services.segmenter.models import (
     rfm_scores,
     segment_timers,
 )
+from shared.codec import dumps
 from shared.db import any_of
 
 ProfileFacts = dict[FactKey, list[tuple[datetime, float | None]]]
@@ -60,16 +60,22 @@ async def snapshots_for_update(
 
 
 async def save_profiles(conn: AsyncConnection, rows: Sequence[tuple[str, int, Any]]) -> None:
+    """Upsert the latest snapshot of each profile; an older version never overwrites."""
     if not rows:
         return
-    stmt = insert(profiles)
     await conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[profiles.c.profile_id],
-            set_={"version": stmt.excluded.version, "snapshot": stmt.excluded.snapshot},
-            where=stmt.excluded.version > profiles.c.version,
+        text(
+            "INSERT INTO segmenter.profiles (profile_id, version, snapshot)"
+            " SELECT p, v, s::jsonb FROM unnest(CAST(:p AS text[]), CAST(:v AS bigint[]),"
+            "  CAST(:s AS text[])) AS u(p, v, s)"
+            " ON CONFLICT (profile_id) DO UPDATE SET version = excluded.version,"
+            "  snapshot = excluded.snapshot WHERE excluded.version > profiles.version"
         ),
-        [{"profile_id": p, "version": v, "snapshot": s} for p, v, s in rows],
+        {
+            "p": [r[0] for r in rows],
+            "v": [r[1] for r in rows],
+            "s": [dumps(r[2]).decode() for r in rows],
+        },
     )
 
 
@@ -78,11 +84,18 @@ async def add_facts(
 ) -> None:
     if rows:
         await conn.execute(
-            insert(facts),
-            [
-                {"profile_id": p, "event": e, "property": k, "at": at, "value": v}
-                for p, e, k, at, v in rows
-            ],
+            text(
+                "INSERT INTO segmenter.facts (profile_id, event, property, at, value)"
+                " SELECT * FROM unnest(CAST(:p AS text[]), CAST(:e AS text[]),"
+                "  CAST(:k AS text[]), CAST(:at AS timestamptz[]), CAST(:v AS float8[]))"
+            ),
+            {
+                "p": [r[0] for r in rows],
+                "e": [r[1] for r in rows],
+                "k": [r[2] for r in rows],
+                "at": [r[3] for r in rows],
+                "v": [r[4] for r in rows],
+            },
         )
 
 
@@ -133,20 +146,36 @@ async def memberships_of(conn: AsyncConnection, profile_ids: Iterable[str]) -> d
 async def enter(conn: AsyncConnection, rows: Sequence[tuple[str, str, int]], at: datetime) -> None:
     if rows:
         await conn.execute(
-            insert(memberships).on_conflict_do_nothing(),
-            [
-                {"profile_id": p, "segment_id": s, "profile_version": v, "entered_at": at}
-                for p, s, v in rows
-            ],
+            text(
+                "INSERT INTO segmenter.memberships"
+                " (profile_id, segment_id, profile_version, entered_at)"
+                " SELECT p, s, v, :at FROM unnest(CAST(:p AS text[]), CAST(:s AS text[]),"
+                "  CAST(:v AS bigint[])) AS u(p, s, v) ON CONFLICT DO NOTHING"
+            ),
+            {
+                "p": [r[0] for r in rows],
+                "s": [r[1] for r in rows],
+                "v": [r[2] for r in rows],
+                "at": at,
+            },
         )
 
 
 async def leave(conn: AsyncConnection, pairs: Sequence[tuple[str, str]]) -> None:
+    await _delete_pairs(conn, "memberships", pairs)
+
+
+async def _delete_pairs(
+    conn: AsyncConnection, table: str, pairs: Sequence[tuple[str, str]]
+) -> None:
+    """Delete (profile_id, segment_id) rows: one array join, whatever the count."""
     if pairs:
         await conn.execute(
-            delete(memberships).where(
-                tuple_(memberships.c.profile_id, memberships.c.segment_id).in_(pairs)
-            )
+            text(
+                f"DELETE FROM segmenter.{table} t USING unnest(CAST(:p AS text[]),"  # noqa: S608
+                " CAST(:s AS text[])) AS d(p, s) WHERE t.profile_id = d.p AND t.segment_id = d.s"
+            ),
+            {"p": [p for p, _ in pairs], "s": [s for _, s in pairs]},
         )
 
 
@@ -155,11 +184,19 @@ async def add_history(
 ) -> None:
     if rows:
         await conn.execute(
-            insert(membership_history),
-            [
-                {"profile_id": p, "segment_id": s, "change": c, "profile_version": v, "at": at}
-                for p, s, c, v in rows
-            ],
+            text(
+                "INSERT INTO segmenter.membership_history"
+                " (profile_id, segment_id, change, profile_version, at)"
+                " SELECT p, s, c, v, :at FROM unnest(CAST(:p AS text[]), CAST(:s AS text[]),"
+                "  CAST(:c AS text[]), CAST(:v AS bigint[])) AS u(p, s, c, v)"
+            ),
+            {
+                "p": [r[0] for r in rows],
+                "s": [r[1] for r in rows],
+                "c": [r[2] for r in rows],
+                "v": [r[3] for r in rows],
+                "at": at,
+            },
         )
 
 
@@ -169,20 +206,16 @@ async def set_timers(
     cleared: Sequence[tuple[str, str]],
 ) -> None:
     """Upsert the next change of each (profile, segment); drop the ones with none."""
-    if cleared:
-        await conn.execute(
-            delete(segment_timers).where(
-                tuple_(segment_timers.c.profile_id, segment_timers.c.segment_id).in_(cleared)
-            )
-        )
+    await _delete_pairs(conn, "segment_timers", cleared)
     if due:
-        stmt = insert(segment_timers)
         await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[segment_timers.c.profile_id, segment_timers.c.segment_id],
-                set_={"due_at": stmt.excluded.due_at},
+            text(
+                "INSERT INTO segmenter.segment_timers (profile_id, segment_id, due_at)"
+                " SELECT * FROM unnest(CAST(:p AS text[]), CAST(:s AS text[]),"
+                "  CAST(:at AS timestamptz[]))"
+                " ON CONFLICT (profile_id, segment_id) DO UPDATE SET due_at = excluded.due_at"
             ),
-            [{"profile_id": p, "segment_id": s, "due_at": at} for p, s, at in due],
+            {"p": [r[0] for r in due], "s": [r[1] for r in due], "at": [r[2] for r in due]},
         )
 
 
@@ -202,25 +235,25 @@ async def add_purchases(
     conn: AsyncConnection, rows: Sequence[tuple[str, datetime, int, float]]
 ) -> None:
     """Fold a batch's orders into each profile's purchase summary (the RFM input)."""
-    if not rows:
-        return
-    stmt = insert(purchases)
-    await conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[purchases.c.profile_id],
-            set_={
-                "last_order_at": func.greatest(
-                    purchases.c.last_order_at, stmt.excluded.last_order_at
-                ),
-                "orders_count": purchases.c.orders_count + stmt.excluded.orders_count,
-                "monetary": purchases.c.monetary + stmt.excluded.monetary,
+    if rows:
+        await conn.execute(
+            text(
+                "INSERT INTO segmenter.purchases AS t"
+                " (profile_id, last_order_at, orders_count, monetary)"
+                " SELECT * FROM unnest(CAST(:p AS text[]), CAST(:at AS timestamptz[]),"
+                "  CAST(:n AS int[]), CAST(:m AS float8[]))"
+                " ON CONFLICT (profile_id) DO UPDATE SET"
+                "  last_order_at = greatest(t.last_order_at, excluded.last_order_at),"
+                "  orders_count = t.orders_count + excluded.orders_count,"
+                "  monetary = t.monetary + excluded.monetary"
+            ),
+            {
+                "p": [r[0] for r in rows],
+                "at": [r[1] for r in rows],
+                "n": [r[2] for r in rows],
+                "m": [r[3] for r in rows],
             },
-        ),
-        [
-            {"profile_id": p, "last_order_at": at, "orders_count": n, "monetary": m}
-            for p, at, n, m in rows
-        ],
-    )
+        )
 
 
 async def forget(conn: AsyncConnection, profile_ids: Sequence[str], tombstone: int) -> None:

@@ -103,7 +103,7 @@ async def apply_changes(conn: AsyncConnection, config: RfmConfig, now: datetime)
             "  jsonb_build_array("
             "   jsonb_build_array('ce_specversion', '1.0'),"
             "   jsonb_build_array('ce_id', c.profile_id || ':' || c.segment_id || ':' || c.change"
-            "    || ':rfm@' || CAST(:stamp AS text)),"
+            "    || '\\:rfm@' || CAST(:stamp AS text)),"
             "   jsonb_build_array('ce_source', CAST(:source AS text)),"
             "   jsonb_build_array('ce_type', 'journeyman.segment.' || c.change),"
             "   jsonb_build_array('ce_time', CAST(:stamp AS text)),"

@@ -1,0 +1,278 @@
+"""`journeyman bench segmenter`: real-time segment evaluation, segment-change latency and a full
+RFM recompute, beside the raw pass-through baseline measured in the same run.
+
+On the embedded PostgreSQL and Tansu broker (fresh, in a temporary directory): 20 segments of
+every kind (CEL over the profile, windowed sums and counts, not-done, sequences, dates, segment
+references), `jm.profile-events` records as the profile service publishes them, and the
+segmenter's own consumer, relay and clock running in-process.
+
+1. Throughput: one event per profile (orders, product views, checkouts) queued, then consumed
+   at full speed; the same records through the raw pass-through baseline.
+2. Latency: orders at a fixed rate, each making a new customer enter a segment; the time from
+   producing the profile event to reading its Segment Entered on `jm.segment-changes`.
+3. RFM: a purchase summary for every profile (seeded set-based), scored twice: the first run
+   puts everyone in a segment (one change each), the second finds few changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from rich.console import Console
+
+from journeyman.bench.common import (
+    Throughput,
+    asyncpg_dsn,
+    percentile,
+    produce_all,
+    raw_passthrough,
+    report,
+)
+from journeyman.embedded import EmbeddedKafka, EmbeddedPostgres
+from shared.kafka import ensure_topics
+from shared.migrations import upgrade
+from shared.topics import PROFILE_EVENTS, SEGMENT_CHANGES
+
+SIZES = {"small": 10_000, "default": 100_000, "large": 1_000_000}
+LATENCY_RATE = 500  # events/s
+LATENCY_EVENTS = {"small": 1_000, "default": 2_500, "large": 5_000}
+NOW = datetime.now(UTC)
+
+SEGMENTS: dict[str, str] = {
+    "customers": "condition: profile.behaviour.orders_count >= 1",
+    "big-spenders": "condition: profile.behaviour.total_revenue >= 500.0",
+    "frequent": "condition: profile.behaviour.orders_count >= 5",
+    "browsers": "condition: profile.behaviour.product_views >= 10",
+    "french": "condition: profile.traits.country == 'FR'",
+    "newsletter": "condition: profile.traits.newsletter == true",
+    "refunders": "condition: profile.behaviour.refunds_count >= 1",
+    "vip-fr": "where: {all: [{in_segment: big-spenders}, {in_segment: french}]}",
+    "spend-30d": "where: {aggregate: sum, event: Order Completed, property: revenue,"
+    " within_days: 30, op: '>=', value: 200}",
+    "orders-90d": "where: {aggregate: count, event: Order Completed, within_days: 90, value: 2}",
+    "avg-basket": "where: {aggregate: avg, event: Order Completed, property: revenue,"
+    " within_days: 365, op: '>=', value: 80}",
+    "max-order": "where: {aggregate: max, event: Order Completed, property: revenue,"
+    " within_days: 365, op: '>=', value: 300}",
+    "views-7d": "where: {aggregate: count, event: Product Viewed, within_days: 7, value: 3}",
+    "lapsed": "where: {all: [{in_segment: customers}, {not_done: Order Completed, for_days: 60}]}",
+    "abandoners": "where: {did: Checkout Started, then_not: Order Completed, within_hours: 4}",
+    "birthday": "where: {anniversary: traits.birthday}",
+    "quiet": "where: {days_since: behaviour.last_seen_at, value: 30}",
+    "loyalty-silver": "where: {all: [{aggregate: sum, event: Order Completed, property: revenue,"
+    " within_days: 365, value: 200}, {aggregate: sum, event: Order Completed,"
+    " property: revenue, within_days: 365, op: '<', value: 500}]}",
+    "loyalty-gold": "where: {aggregate: sum, event: Order Completed, property: revenue,"
+    " within_days: 365, value: 500}",
+    "not-customers": "where: {not: {in_segment: customers}}",
+}
+
+
+def _write_segments(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for seg_id, body in SEGMENTS.items():
+        (directory / f"{seg_id}.yaml").write_text(f"id: {seg_id}\nname: {seg_id}\n{body}\n")
+
+
+def _record(pid: str, version: int, event: str, at: datetime, **extra: Any) -> bytes:
+    revenue = extra.get("revenue", 0.0)
+    return orjson.dumps(
+        {
+            "event": {"type": "track", "event": event, "messageId": f"{pid}-{version}",
+                      "userId": pid, "timestamp": at.isoformat(),
+                      "properties": {"revenue": revenue} if revenue else {}},
+            "profile": {
+                "profile_id": pid, "version": version, "updated_at": at.isoformat(),
+                "traits": {"country": extra.get("country", "FR"), "birthday": "1990-05-17"},
+                "behaviour": {"orders_count": extra.get("orders", 0),
+                              "total_revenue": extra.get("total", 0.0),
+                              "product_views": extra.get("views", 0),
+                              "last_seen_at": at.isoformat()},
+                "consent": {},
+            },
+        }
+    )  # fmt: skip
+
+
+def _traffic(count: int, run: str, seed: int = 7) -> list[tuple[bytes | None, bytes]]:
+    rng = random.Random(seed)  # noqa: S311  (synthetic data)
+    out: list[tuple[bytes | None, bytes]] = []
+    for i in range(count):
+        pid = f"{run}-{i}"
+        at = NOW - timedelta(minutes=rng.randint(0, 60 * 24 * 30))
+        kind = rng.random()
+        if kind < 0.4:
+            value = round(rng.uniform(5, 400), 2)
+            record = _record(pid, 1, "Order Completed", at, revenue=value, orders=1, total=value)
+        elif kind < 0.8:
+            record = _record(pid, 1, "Product Viewed", at, views=1)
+        else:
+            record = _record(pid, 1, "Checkout Started", at)
+        out.append((pid.encode(), record))
+    return out
+
+
+async def _seed_purchases(dsn: str, count: int) -> None:
+    """Profiles and purchase summaries for the whole base, set-based (as if long consumed)."""
+    db = await asyncpg.connect(dsn)
+    try:
+        await db.execute(
+            "INSERT INTO segmenter.profiles (profile_id, version, snapshot) "
+            "SELECT 'rfm-' || i, 1, jsonb_build_object('profile_id', 'rfm-' || i, 'version', 1,"
+            " 'updated_at', '2026-01-01T00:00:00Z', 'traits', '{}'::jsonb,"
+            " 'behaviour', '{}'::jsonb, 'consent', '{}'::jsonb) "
+            "FROM generate_series(1, $1) i",
+            count,
+        )
+        await db.execute(
+            "INSERT INTO segmenter.purchases (profile_id, last_order_at, orders_count, monetary) "
+            "SELECT 'rfm-' || i, now() - (random() * 400) * interval '1 day',"
+            " 1 + floor(random() * 12)::int, round((random() * 2000)::numeric, 2) "
+            "FROM generate_series(1, $1) i",
+            count,
+        )
+        await db.execute("ANALYZE segmenter.purchases")
+    finally:
+        await db.close()
+
+
+async def _consume_all(app: Any, total: int) -> Throughput:
+    """Start the segmenter and time it through `total` queued records."""
+    runtime = app.state.runtime
+    consumer = runtime.consumers[0]
+    first_seen, base = 0.0, 0
+    while consumer.processed < total:
+        await asyncio.sleep(0.02)
+        if not first_seen and consumer.processed:
+            first_seen, base = time.perf_counter(), consumer.processed
+    elapsed = time.perf_counter() - first_seen if first_seen else 0.0
+    return Throughput(total - base, elapsed)
+
+
+async def _latency(bootstrap: str, run: str, count: int) -> list[float]:
+    """Orders at LATENCY_RATE/s, each a new big spender; ms until its Segment Entered."""
+    reader = AIOKafkaConsumer(SEGMENT_CHANGES, bootstrap_servers=bootstrap, group_id=None,
+                              auto_offset_reset="latest")  # fmt: skip
+    await reader.start()
+    await reader.seek_to_end()
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+
+    async def read() -> None:
+        while len(latencies) < count:
+            batches = await reader.getmany(timeout_ms=200)
+            arrived = time.perf_counter()
+            for msgs in batches.values():
+                for msg in msgs:
+                    body = orjson.loads(msg.value or b"{}")
+                    pid = body.get("profile_id", "")
+                    if body.get("segment_id") == "big-spenders" and pid in sent_at:
+                        latencies.append((arrived - sent_at.pop(pid)) * 1000)
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=0)
+    await producer.start()
+    reading = asyncio.create_task(read())
+    try:
+        started = time.perf_counter()
+        for i in range(count):
+            due = started + i / LATENCY_RATE
+            if (delay := due - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            pid = f"{run}-lat-{i}"
+            value = _record(pid, 1, "Order Completed", datetime.now(UTC), revenue=600.0,
+                            orders=1, total=600.0)  # fmt: skip
+            sent_at[pid] = time.perf_counter()
+            await producer.send(PROFILE_EVENTS, value=value, key=pid.encode())
+        await asyncio.wait_for(reading, timeout=120)
+    finally:
+        reading.cancel()
+        await producer.stop()
+        await reader.stop()
+    return latencies
+
+
+async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[str, Any]:
+    from services.segmenter.app import create_app  # noqa: PLC0415  (CLI starts fast)
+    from services.segmenter.clock import SystemClock  # noqa: PLC0415
+    from services.segmenter.settings import SegmenterSettings  # noqa: PLC0415
+
+    count, run = SIZES[size], uuid.uuid4().hex[:6]
+    await ensure_topics(bootstrap)
+    _write_segments(work / "segments")
+    records = _traffic(count, run)
+    baseline = await raw_passthrough(bootstrap, pg_url, records)
+    await produce_all(bootstrap, PROFILE_EVENTS, records)
+    settings = SegmenterSettings(
+        database_url=pg_url, kafka_bootstrap_servers=bootstrap, service_name="bench-segmenter",
+        segments_dir=str(work / "segments"), segmenter_rfm_file=str(work / "rfm.yaml"),
+        segmenter_rfm_interval_s=10**9, kafka_session_timeout_ms=6_000, log_level="WARNING",
+    )  # fmt: skip
+    app = create_app(settings, SystemClock())
+    async with app.router.lifespan_context(app):
+        realtime = await _consume_all(app, count)
+        latencies = await _latency(bootstrap, run, LATENCY_EVENTS[size])
+        await _seed_purchases(asyncpg_dsn(pg_url), count)
+        loop = app.state.runtime.state["clock_loop"]
+        t0 = time.perf_counter()
+        first = await loop.recompute_rfm()
+        first_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        second = await loop.recompute_rfm()
+        second_s = time.perf_counter() - t0
+    return {
+        "size": size,
+        "profiles": count,
+        "segments": len(SEGMENTS),
+        "baseline_events_per_s": round(baseline.per_second, 1),
+        "segmenter_events_per_s": round(realtime.per_second, 1),
+        "ratio_to_baseline": round(realtime.per_second / baseline.per_second, 3)
+        if baseline.per_second
+        else 0.0,
+        "change_latency_p50_ms": round(percentile(latencies, 50), 1),
+        "change_latency_p99_ms": round(percentile(latencies, 99), 1),
+        "latency_samples": len(latencies),
+        "rfm_profiles": first["profiles"],
+        "rfm_first_run_s": round(first_s, 2),
+        "rfm_first_run_changes": first["entered"] + first["exited"],
+        "rfm_second_run_s": round(second_s, 2),
+        "rfm_second_run_changes": second["entered"] + second["exited"],
+    }
+
+
+def run(size: str, json_path: Path | None, console: Console) -> None:
+    if size not in SIZES:
+        raise ValueError(f"size is one of {', '.join(SIZES)}")
+    with tempfile.TemporaryDirectory(prefix="jm-bench-segmenter-") as tmp:
+        work = Path(tmp)
+        with EmbeddedPostgres(work / "postgres") as pg, EmbeddedKafka(
+            log_file=work / "broker.log"
+        ) as broker:  # fmt: skip
+            url = pg.url
+            upgrade(url)
+            console.print(
+                f"segmenter benchmark: {SIZES[size]:,} profiles, {len(SEGMENTS)} segments"
+            )
+            figures = asyncio.run(_measure(url, broker.bootstrap_servers, work, size))
+    rows = [
+        ("raw baseline events/s", figures["baseline_events_per_s"]),
+        ("segmenter events/s (20 segments)", figures["segmenter_events_per_s"]),
+        ("ratio to baseline", figures["ratio_to_baseline"]),
+        ("segment change latency p50 ms", figures["change_latency_p50_ms"]),
+        ("segment change latency p99 ms", figures["change_latency_p99_ms"]),
+        (f"RFM recompute, {figures['rfm_profiles']:,} customers, first run s",
+         figures["rfm_first_run_s"]),
+        ("RFM first run changes", figures["rfm_first_run_changes"]),
+        ("RFM recompute, second run s", figures["rfm_second_run_s"]),
+        ("RFM second run changes", figures["rfm_second_run_changes"]),
+    ]  # fmt: skip
+    report(console, "journeyman bench segmenter", rows, figures, json_path)

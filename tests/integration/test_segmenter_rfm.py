@@ -1,0 +1,107 @@
+"""RFM on a known data set: the quintile scores and named segments match a table computed by
+hand, the entries are published as segment changes, and a second run changes nothing."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from services.segmenter.app import create_app
+from services.segmenter.clock import ManualClock
+from services.segmenter.settings import SegmenterSettings
+from shared.contracts import SegmentChange
+from shared.settings import Settings
+from shared.topics import PROFILE_EVENTS, SEGMENT_CHANGES
+from tests.helpers import TopicReader, eventually, produce, running
+
+pytestmark = pytest.mark.integration
+OPS = {"Authorization": "Bearer ops-write"}
+NOW = datetime(2026, 9, 1, tzinfo=UTC)
+
+# customer: (days since last order, orders, money spent in total)
+DATA = {
+    "a0": (300, 1, 10.0), "a1": (250, 5, 500.0), "a2": (200, 2, 30.0), "a3": (150, 8, 900.0),
+    "a4": (100, 1, 50.0), "a5": (80, 3, 120.0), "a6": (60, 6, 300.0), "a7": (30, 2, 20.0),
+    "a8": (10, 10, 1000.0), "a9": (2, 1, 15.0),
+}  # fmt: skip
+# Ten customers, two per quintile. R: oldest last order -> 1. F: fewest orders -> 1 (ties
+# broken by id: a0, a4, a9 have one order each). M: least spent -> 1.
+EXPECTED = {
+    "a0": (1, 1, 1, "rfm-hibernating"),
+    "a1": (1, 4, 4, "rfm-at-risk"),
+    "a2": (2, 2, 2, "rfm-about-to-sleep"),
+    "a3": (2, 5, 5, "rfm-at-risk"),
+    "a4": (3, 1, 3, "rfm-about-to-sleep"),
+    "a5": (3, 3, 3, "rfm-need-attention"),
+    "a6": (4, 4, 4, "rfm-champions"),
+    "a7": (4, 3, 2, "rfm-potential-loyalists"),
+    "a8": (5, 5, 5, "rfm-champions"),
+    "a9": (5, 2, 1, "rfm-potential-loyalists"),
+}
+
+
+def _orders(pid: str, days: int, count: int, money: float) -> list[bytes]:
+    out = []
+    for n in range(count):
+        at = (NOW - timedelta(days=days + count - 1 - n)).isoformat()
+        out.append(orjson.dumps({
+            "event": {"type": "track", "event": "Order Completed", "messageId": f"{pid}-{n}",
+                      "userId": pid, "timestamp": at, "properties": {"revenue": money / count}},
+            "profile": {"profile_id": pid, "version": n + 1, "updated_at": at,
+                        "behaviour": {"orders_count": n + 1}},
+        }))  # fmt: skip
+    return out
+
+
+async def test_rfm_quintiles_match_a_hand_computed_table(
+    settings: Settings, tmp_path: Path
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    ids = {name: f"{name}-{run}" for name in DATA}
+    config = SegmenterSettings.model_validate(
+        settings.model_dump() | {"segments_dir": str(tmp_path / "none"),
+                                 "segmenter_rfm_file": str(tmp_path / "none.yaml")}
+    )  # fmt: skip
+    engine = create_async_engine(config.database_url)
+    async with TopicReader(config, SEGMENT_CHANGES) as topic, running(
+        create_app(config, ManualClock(NOW))
+    ) as client:  # fmt: skip
+        for name, (days, count, money) in DATA.items():
+            await produce(config, PROFILE_EVENTS, _orders(ids[name], days, count, money),
+                          key=ids[name].encode())  # fmt: skip
+
+        async def summarised() -> bool:
+            async with engine.connect() as conn:
+                orders = await conn.scalar(
+                    text("SELECT sum(orders_count) FROM segmenter.purchases")
+                )
+            return bool(orders == sum(c for _, c, _ in DATA.values()))
+
+        await eventually(summarised, what="every order in the purchase summary")
+        figures = (await client.post("/v1/rfm/recompute", headers=OPS)).json()
+        assert (figures["profiles"], figures["entered"], figures["exited"]) == (10, 10, 0)
+
+        scores = {}
+        for name, pid in ids.items():
+            body = (await client.get(f"/v1/profiles/{pid}/segments", headers=OPS)).json()
+            rfm = body["rfm"]
+            scores[name] = (rfm["recency"], rfm["frequency"], rfm["monetary"], rfm["segment_id"])
+            assert [s["segment_id"] for s in body["segments"]] == [rfm["segment_id"]]
+        assert scores == EXPECTED
+
+        published = [SegmentChange.model_validate(orjson.loads(r.value))  # type: ignore[attr-defined]
+                     for r in await topic.read(10)]  # fmt: skip
+        assert {(c.profile_id, c.segment_id, c.change) for c in published} == {
+            (ids[name], expected[3], "entered") for name, expected in EXPECTED.items()
+        }
+        assert all(c.profile.version >= 1 for c in published)
+
+        again = (await client.post("/v1/rfm/recompute", headers=OPS)).json()
+        assert (again["entered"], again["exited"]) == (0, 0)
+    await engine.dispose()
