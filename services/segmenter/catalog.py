@@ -82,6 +82,7 @@ class Catalog:
                 else:
                     self.by_path.setdefault(path, set()).add(seg.id)
         self.watched_paths = sorted(self.by_path)
+        self.timed = any(s.time_dependent for s in order)
         self.fact_keys = {k for s in order for k in s.fact_keys()}
         self.tracked_events = {event for event, _ in self.fact_keys}
         horizons: dict[str, float] = {}

@@ -12,7 +12,13 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from services.segmenter.evaluation import OCCURRENCE, Context, Node, compile_rule
+from services.segmenter.evaluation import (
+    OCCURRENCE,
+    CelCondition,
+    Context,
+    Node,
+    compile_rule,
+)
 from services.segmenter.rules import (
     AggregateRule,
     AllRule,
@@ -26,7 +32,7 @@ from services.segmenter.rules import (
     Rule,
     SequenceRule,
 )
-from shared.cel import Condition, check_expression
+from shared.cel import check_expression
 from shared.yamldoc import DefinitionError, YamlDoc, load_yaml, validate_doc
 
 log = logging.getLogger(__name__)
@@ -70,20 +76,26 @@ def walk(rule: Rule) -> list[Rule]:
     return [rule]
 
 
+_TIMED = (AggregateRule, NotDoneRule, SequenceRule, DaysSinceRule, AnniversaryRule)
+
+
 @dataclass(frozen=True)
 class CompiledSegment:
     segment: Segment
-    condition: Condition | None
+    condition: CelCondition | None
     where: Node | None
     source: str = ""
     rules: tuple[Rule, ...] = field(default=())
+    time_dependent: bool = False
+    """Some rule's answer can change with the clock alone (the segment keeps timers)."""
 
     @classmethod
     def of(cls, segment: Segment, source: str = "") -> CompiledSegment:
-        condition = Condition(segment.condition) if segment.condition else None
+        condition = CelCondition(segment.condition) if segment.condition else None
         where = compile_rule(segment.where) if segment.where is not None else None
         rules = tuple(walk(segment.where)) if segment.where is not None else ()
-        return cls(segment, condition, where, source, rules)
+        timed = any(isinstance(r, _TIMED) for r in rules)
+        return cls(segment, condition, where, source, rules, timed)
 
     @property
     def id(self) -> str:
@@ -91,7 +103,7 @@ class CompiledSegment:
 
     def decide(self, ctx: Context) -> tuple[bool, Any]:
         """(member, next instant the answer may change by time alone, or None)."""
-        if self.condition is not None and not self.condition.holds({"profile": ctx.profile}):
+        if self.condition is not None and not self.condition.holds(ctx):
             # A false CEL part decides alone; it cannot change with time.
             return False, None
         if self.where is None:
@@ -148,11 +160,6 @@ class CompiledSegment:
             elif isinstance(r, AnniversaryRule):
                 paths += [r.anniversary, "traits.timezone"]
         return paths
-
-    @property
-    def time_dependent(self) -> bool:
-        timed = (AggregateRule, NotDoneRule, SequenceRule, DaysSinceRule, AnniversaryRule)
-        return any(isinstance(r, timed) for r in self.rules)
 
 
 def _line_of_reference(doc: YamlDoc | None, target: str) -> int | None:

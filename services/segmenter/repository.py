@@ -219,6 +219,20 @@ async def set_timers(
         )
 
 
+async def timers_of(
+    conn: AsyncConnection, profile_ids: Iterable[str]
+) -> dict[tuple[str, str], datetime]:
+    ids = sorted(set(profile_ids))
+    if not ids:
+        return {}
+    rows = await conn.execute(
+        select(
+            segment_timers.c.profile_id, segment_timers.c.segment_id, segment_timers.c.due_at
+        ).where(any_of(segment_timers.c.profile_id, ids))
+    )
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
 async def due_timers(conn: AsyncConnection, now: datetime, limit: int) -> list[tuple[str, str]]:
     """Due timers, locked so that other replicas skip them."""
     rows = await conn.execute(

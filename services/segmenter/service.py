@@ -22,7 +22,7 @@ from services.segmenter.evaluation import OCCURRENCE, parse_time
 from services.segmenter.membership import Decision, decide
 from shared.cloudevents import binary_headers
 from shared.codec import dumps
-from shared.contracts import ProfileEventRecord, ProfileSnapshot, SegmentChange
+from shared.contracts import ProfileEventRecord
 from shared.kafka import OutRecord
 from shared.topics import SEGMENT_CHANGES
 
@@ -70,19 +70,18 @@ def change_record(
     profile_id: str,
     segment_id: str,
     kind: Literal["entered", "exited"],
-    snapshot: ProfileSnapshot,
+    snapshot: dict[str, Any],
     *,
     now: datetime,
     cause: str,
 ) -> OutRecord:
-    """A `jm.segment-changes` record; `cause` makes the CloudEvents id unique and stable."""
-    change = SegmentChange(
-        profile_id=profile_id, segment_id=segment_id, change=kind,
-        profile=snapshot, changed_at=now,
-    )  # fmt: skip
+    """A `jm.segment-changes` record (a SegmentChange; `snapshot` is a dumped ProfileSnapshot,
+    serialised as is: this runs for every change). `cause` makes the CloudEvents id unique."""
+    body = {"profile_id": profile_id, "segment_id": segment_id, "change": kind,
+            "profile": snapshot, "changed_at": now}  # fmt: skip
     return OutRecord(
         SEGMENT_CHANGES,
-        dumps(change.model_dump(mode="json")),
+        dumps(body),
         profile_id.encode(),
         binary_headers(
             event_id=f"{profile_id}:{segment_id}:{kind}:{cause}",
@@ -97,30 +96,40 @@ def change_record(
 async def write_decisions(
     conn: AsyncConnection,
     decisions: Sequence[Decision],
-    snapshots: dict[str, ProfileSnapshot],
+    snapshots: dict[str, dict[str, Any]],
     now: datetime,
+    *,
     cause: str | None = None,
+    timers: dict[tuple[str, str], datetime] | None = None,
 ) -> list[OutRecord]:
-    """Store memberships, history and timers of these decisions; return the change records."""
+    """Store memberships, history and timers of these decisions; return the change records.
+
+    With `timers` (what is stored), only timers that moved are written."""
     entered, exited, history, due, cleared, out = [], [], [], [], [], []
     for d in decisions:
         snap = snapshots[d.profile_id]
+        version = int(snap.get("version", 0))
         kinds: tuple[tuple[Literal["entered", "exited"], list[str]], ...] = (
             ("entered", d.entered),
             ("exited", d.exited),
         )
         for kind, seg_ids in kinds:
             for seg_id in seg_ids:
-                history.append((d.profile_id, seg_id, kind, snap.version))
+                history.append((d.profile_id, seg_id, kind, version))
                 out.append(
                     change_record(
-                        d.profile_id, seg_id, kind, snap, now=now, cause=cause or str(snap.version)
+                        d.profile_id, seg_id, kind, snap, now=now, cause=cause or str(version)
                     )
                 )
-        entered += [(d.profile_id, s, snap.version) for s in d.entered]
+        entered += [(d.profile_id, s, version) for s in d.entered]
         exited += [(d.profile_id, s) for s in d.exited]
-        due += [(d.profile_id, s, at) for s, at in d.timers]
-        cleared += [(d.profile_id, s) for s in d.cleared]
+        if timers is None:
+            due += [(d.profile_id, s, at) for s, at in d.timers]
+            cleared += [(d.profile_id, s) for s in d.cleared]
+        else:
+            due += [(d.profile_id, s, at) for s, at in d.timers
+                    if timers.get((d.profile_id, s)) != at]  # fmt: skip
+            cleared += [(d.profile_id, s) for s in d.cleared if (d.profile_id, s) in timers]
     await repository.enter(conn, entered, now)
     await repository.leave(conn, exited)
     await repository.add_history(conn, history, now)
@@ -193,4 +202,6 @@ async def apply_profile_events(
     await repository.save_profiles(
         conn, [(pid, snap.version, dumped[pid]) for pid, snap in latest.items()]
     )
-    return await write_decisions(conn, decisions, latest, now)
+    known = [pid for pid in plans if pid in stored]
+    timers = await repository.timers_of(conn, known) if catalog.timed else {}
+    return await write_decisions(conn, decisions, dumped, now, timers=timers)

@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.segmenter import repository
 from services.segmenter.catalog import Catalog
 from services.segmenter.service import decide_profiles, write_decisions
-from shared.contracts import ProfileSnapshot
 from shared.kafka import OutRecord
 
 
@@ -35,6 +34,5 @@ async def run_due_timers(
     await repository.set_timers(conn, [], handled)
     plans = {pid: catalog.with_dependents(wanted[pid]) for pid, snap in snapshots.items() if snap}
     decisions = await decide_profiles(conn, catalog, plans, snapshots, now)
-    models = {pid: ProfileSnapshot.model_validate(snapshots[pid]) for pid in plans}
-    out = await write_decisions(conn, decisions, models, now, cause=f"clock@{now.isoformat()}")
+    out = await write_decisions(conn, decisions, snapshots, now, cause=f"clock@{now.isoformat()}")
     return len(handled), out
