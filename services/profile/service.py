@@ -22,10 +22,9 @@ from services.profile.behaviour import ProfileState, apply_event
 from services.profile.consent import ConsentChange
 from services.profile.identity import Merge, lookup_keys, resolve
 from services.profile.merge import merge_states
-from services.profile.publish import merged_records, profile_record, snapshot
-from shared.cloudevents import binary_headers, child_traceparent
+from services.profile.publish import fast_headers, merged_records, profile_record, snapshot
 from shared.codec import dumps
-from shared.events import Event
+from shared.events import EVENT_TYPES, Event
 from shared.kafka import OutRecord
 from shared.topics import PROFILE_EVENTS
 
@@ -132,6 +131,9 @@ async def _apply_once(conn: AsyncConnection, unique: Sequence[IncomingEvent]) ->
     return out
 
 
+_EVENT_TYPES = {t: f"journeyman.profile-event.{t}".encode() for t in EVENT_TYPES}
+
+
 def _profile_event(
     wire: bytes, state: ProfileState, event: Event, traceparent: str | None
 ) -> OutRecord:
@@ -140,12 +142,8 @@ def _profile_event(
         PROFILE_EVENTS,
         b'{"event":' + wire + b',"profile":' + dumps(snapshot(state)) + b"}",
         state.profile_id.encode(),
-        binary_headers(
-            event_id=event.message_id,
-            event_type=f"journeyman.profile-event.{event.type}",
-            source="journeyman/profile",
-            time=event.timestamp,
-            subject=state.profile_id,
-            traceparent=child_traceparent(traceparent),
+        fast_headers(
+            event.message_id, _EVENT_TYPES[event.type], event.timestamp, state.profile_id,
+            traceparent,
         ),
-    )
+    )  # fmt: skip
