@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import ColumnElement, any_, literal, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -20,6 +21,9 @@ def create_engine(settings: Settings, pool_size: int = 5) -> AsyncEngine:
         pool_size=pool_size,
         max_overflow=5,
         pool_pre_ping=True,
+        # JSONB columns through orjson: several times faster than the stdlib encoder.
+        json_serializer=lambda obj: orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode(),
+        json_deserializer=orjson.loads,
         connect_args={"server_settings": {"application_name": settings.service_name}},
     )
 

@@ -2,17 +2,24 @@
 the same transaction as its state change; the relay publishes them afterwards. No event is lost
 when the broker is away, and none is emitted for a change that rolled back.
 
-One relay publishes per schema at a time (a transaction-scoped advisory lock), so records leave
-in the order they were written, whatever the number of replicas.
+Two paths, one guarantee. The fast path: when a transaction that wrote outbox rows commits, the
+relay of this process gets the records it already has in memory and publishes those whose rows
+it can delete (`DELETE ... RETURNING`: a row that did not commit cannot be deleted, so nothing
+of a rolled-back change leaves). Rows are deleted in the same transaction that waits for the
+broker's acknowledgement, so a failed publish leaves them in place. The recovery path: rows
+older than a grace period (a crashed process, a broker outage) are read in id order with
+`FOR UPDATE SKIP LOCKED` and published; any number of replicas can run it side by side.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-import zlib
 from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -24,19 +31,22 @@ from sqlalchemy import (
     String,
     Table,
     delete,
+    event,
     func,
     insert,
     select,
-    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared.db import any_of
 from shared.errors import is_transient
 from shared.kafka import OutRecord, Producer
 from shared.metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED
 
 log = logging.getLogger(__name__)
+_MAX_MISSES = 20  # fast-path passes (5 ms apart) before unseen rows are left to recovery
+_RELAYS: dict[str, OutboxRelay] = {}
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -66,32 +76,49 @@ async def add_to_outbox(conn: AsyncConnection, table: Table, records: Sequence[O
         }
         for r in records
     ]
-    await conn.execute(insert(table), rows)
+    result = await conn.execute(
+        insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+    )
+    ids = list(result.scalars())
+    relay = _RELAYS.get(table.fullname)
+    if relay is not None:
+        staged = list(zip(ids, records, strict=True))
+        event.listen(conn.sync_connection, "commit", lambda _: relay.committed(staged), once=True)
 
 
 class OutboxRelay:
-    """Publishes outbox rows in id order, deleting them once the broker acknowledged them."""
+    """Publishes outbox rows, deleting them once the broker acknowledged them."""
 
     def __init__(
         self,
         engine: AsyncEngine,
         table: Table,
         producer: Producer,
+        *,
         poll_interval_s: float = 0.2,
         batch_size: int = 2_000,
+        grace_s: float = 2.0,
     ) -> None:
         self._engine = engine
         self._table = table
         self._producer = producer
         self._poll = poll_interval_s
         self._batch = batch_size
+        self._grace = timedelta(seconds=grace_s)
+        self._fresh: list[tuple[int, OutRecord]] = []
+        self._misses = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._lock_id = zlib.crc32(f"outbox:{table.schema}".encode())
         self.problem: str | None = None
+        _RELAYS[table.fullname] = self
+
+    def committed(self, staged: list[tuple[int, OutRecord]]) -> None:
+        """Records of a transaction that is committing; published by the fast path."""
+        self._fresh.extend(staged)
+        self._wake.set()
 
     def wake(self) -> None:
-        """Called after a commit that wrote outbox rows, so they leave without waiting a poll."""
+        """Look for work now rather than at the next poll."""
         self._wake.set()
 
     async def start(self) -> None:
@@ -102,35 +129,64 @@ class OutboxRelay:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if _RELAYS.get(self._table.fullname) is self:
+            del _RELAYS[self._table.fullname]
 
-    async def publish_pending(self) -> int:
-        """One pass: publish up to a batch of rows; returns how many left the outbox."""
+    async def publish_fresh(self) -> int:
+        """Fast path: publish the committed records this process wrote, in order.
+
+        The commit hook can run a moment before the commit is visible; then the first rows are
+        not there yet. Records leave only as a prefix of what is visible, so a customer's
+        records are never reordered; a row still missing after a few tries belonged to a
+        transaction that rolled back (or is left to the recovery path).
+        """
+        staged = self._fresh[: self._batch]
+        if not staged:
+            return 0
+        t = self._table
         async with self._engine.begin() as conn:
-            locked = await conn.scalar(
-                text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": self._lock_id}
+            ids = [i for i, _ in staged]
+            visible = set(
+                (
+                    await conn.execute(
+                        select(t.c.id).where(any_of(t.c.id, ids)).with_for_update(skip_locked=True)
+                    )
+                ).scalars()
             )
-            if not locked:
+            ready = list(itertools.takewhile(lambda item: item[0] in visible, staged))
+            if not ready:
+                self._misses += 1
+                if self._misses > _MAX_MISSES:
+                    gone = list(itertools.takewhile(lambda item: item[0] not in visible, staged))
+                    del self._fresh[: len(gone)]
+                    self._misses = 0
                 return 0
-            t = self._table
+            self._misses = 0
+            await conn.execute(delete(t).where(any_of(t.c.id, [i for i, _ in ready])))
+            await self._producer.send_batch([r for _, r in ready])
+        del self._fresh[: len(ready)]
+        OUTBOX_PUBLISHED.labels(t.schema).inc(len(ready))
+        return len(ready)
+
+    async def publish_pending(self, older_than: timedelta | None = None) -> int:
+        """Recovery path: rows left behind (by a crash or an outage), oldest first."""
+        t = self._table
+        age = self._grace if older_than is None else older_than
+        async with self._engine.begin() as conn:
             rows = (
                 await conn.execute(
                     select(t.c.id, t.c.topic, t.c.key, t.c.value, t.c.headers)
+                    .where(t.c.created_at < func.now() - age)
                     .order_by(t.c.id)
                     .limit(self._batch)
+                    .with_for_update(skip_locked=True)
                 )
             ).all()
             OUTBOX_PENDING.labels(t.schema).set(len(rows))
             if not rows:
                 return 0
-            await self._producer.send_batch(
-                [
-                    OutRecord(
-                        row.topic, row.value, row.key, [(k, v.encode()) for k, v in row.headers]
-                    )
-                    for row in rows
-                ]
-            )
-            await conn.execute(delete(t).where(t.c.id.in_([row.id for row in rows])))
+            await self._producer.send_batch([_record(row) for row in rows])
+            await conn.execute(delete(t).where(any_of(t.c.id, [row.id for row in rows])))
         OUTBOX_PUBLISHED.labels(t.schema).inc(len(rows))
         return len(rows)
 
@@ -138,17 +194,27 @@ class OutboxRelay:
         delay = self._poll
         while True:
             try:
-                published = await self.publish_pending()
+                published = await self.publish_fresh()
+                if not self._fresh:
+                    published += await self.publish_pending()
                 self.problem = None
                 delay = self._poll
             except Exception as exc:
                 if not is_transient(exc):
                     log.exception("outbox relay failed")
                 self.problem = f"{type(exc).__name__}: {exc}"
+                self._fresh.clear()  # their rows stay; the recovery path publishes them
                 published = 0
                 delay = min(delay * 2, 10.0)
-            if published >= self._batch:
+            if published >= self._batch or (self._fresh and published):
+                continue
+            if self._fresh:
+                await asyncio.sleep(0.005)  # a commit on its way to becoming visible
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+
+def _record(row: Any) -> OutRecord:
+    return OutRecord(row.topic, row.value, row.key, [(k, v.encode()) for k, v in row.headers])

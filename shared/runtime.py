@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -41,7 +42,9 @@ class Runtime:
         )
 
     def add_relay(self, table: Table) -> OutboxRelay:
-        relay = OutboxRelay(self.engine, table, self.producer, self.settings.outbox_poll_interval_s)
+        relay = OutboxRelay(
+            self.engine, table, self.producer, poll_interval_s=self.settings.outbox_poll_interval_s
+        )
         self.relays.append(relay)
         return relay
 
@@ -49,6 +52,7 @@ class Runtime:
         self._stoppers.append(stopper)
 
     async def start(self) -> None:
+        tune_gc()
         await _until_up("broker", self.producer.start)
         for relay in self.relays:
             await relay.start()
@@ -75,6 +79,17 @@ class Runtime:
         for relay in self.relays:
             checks["outbox"] = relay.problem or "ok"
         return checks
+
+
+def tune_gc() -> None:
+    """Collect young objects less often and never rescan what start-up built.
+
+    A consumer holds thousands of decoded records per batch; with CPython's default thresholds
+    the collector rescans them over and over (measured: a fifth of the profile service's time).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 async def _check(probe: Awaitable[None]) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import hypothesis
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -28,6 +29,11 @@ from shared.migrations import upgrade
 from shared.settings import Settings
 
 TEMPLATE_DB = "jm_test_template"
+
+# Property tests check behaviour, not speed: on a loaded 2-core CI machine a per-example deadline
+# only produces flaky failures.
+hypothesis.settings.register_profile("journeyman", deadline=None, print_blob=True)
+hypothesis.settings.load_profile("journeyman")
 
 
 @dataclass(frozen=True)

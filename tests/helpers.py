@@ -83,6 +83,17 @@ class TopicReader:
         assert self._consumer is not None
         await self._consumer.stop()
 
+    async def read_for(self, seconds: float) -> list[object]:
+        """Everything that arrives within `seconds` (to prove nothing more comes)."""
+        assert self._consumer is not None
+        records: list[object] = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            batches = await self._consumer.getmany(timeout_ms=100)
+            for msgs in batches.values():
+                records.extend(msgs)
+        return records
+
     async def read(self, count: int, timeout_s: float = 30) -> list[object]:
         """At least `count` records, or fail after the timeout."""
         assert self._consumer is not None
