@@ -178,8 +178,22 @@ async def _consume_all(app: Any, total: int) -> Throughput:
     return Throughput(total - base, elapsed)
 
 
+async def _outbox_drained(dsn: str) -> None:
+    """Wait for the relay to publish the throughput phase's changes, so the latency phase
+    measures the path of one change, not the queue behind it."""
+    db = await asyncpg.connect(dsn)
+    try:
+        while True:
+            if not await db.fetchval("SELECT count(*) FROM segmenter.outbox"):
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        await db.close()
+
+
 async def _latency(bootstrap: str, run: str, count: int) -> list[float]:
-    """Orders at LATENCY_RATE/s, each a new big spender; ms until its Segment Entered."""
+    """Orders at LATENCY_RATE/s, each making a known customer a big spender; ms from producing
+    the profile event to reading its Segment Entered."""
     reader = AIOKafkaConsumer(SEGMENT_CHANGES, bootstrap_servers=bootstrap, group_id=None,
                               fetch_max_wait_ms=5,
                               auto_offset_reset="latest")  # fmt: skip
@@ -208,9 +222,9 @@ async def _latency(bootstrap: str, run: str, count: int) -> list[float]:
             due = started + i / LATENCY_RATE
             if (delay := due - time.perf_counter()) > 0:
                 await asyncio.sleep(delay)
-            pid = f"{run}-lat-{i}"
-            value = _record(pid, 1, "Order Completed", datetime.now(UTC), revenue=600.0,
-                            orders=1, total=600.0)  # fmt: skip
+            pid = f"{run}-{i}"  # a known customer (one event already), now a big spender
+            value = _record(pid, 2, "Order Completed", datetime.now(UTC), revenue=600.0,
+                            orders=2, total=600.0)  # fmt: skip
             sent_at[pid] = time.perf_counter()
             await producer.send(PROFILE_EVENTS, value=value, key=pid.encode())
         await asyncio.wait_for(reading, timeout=120)
@@ -241,6 +255,7 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
     app = create_app(settings, SystemClock())
     async with app.router.lifespan_context(app):
         realtime = await _consume_all(app, count)
+        await _outbox_drained(asyncpg_dsn(pg_url))
         latencies = await _latency(bootstrap, run, LATENCY_EVENTS[size])
         await _seed_purchases(asyncpg_dsn(pg_url), run, count)
         loop = app.state.runtime.state["clock_loop"]
