@@ -102,3 +102,42 @@ async def test_same_message_twice_changes_the_profile_once(settings: Settings) -
         assert again["version"] == profile["version"]
         timeline = (await client.get(f"/v1/profiles/user:{user}/timeline", headers=OPS)).json()
         assert len(timeline["items"]) == 2
+
+
+async def test_shuffled_and_redelivered_events_leave_aggregates_exact(settings: Settings) -> None:
+    import random  # noqa: PLC0415  (only this test shuffles)
+
+    run = uuid.uuid4().hex[:8]
+    user = f"o-{run}"
+    events = [
+        {"type": "track", "messageId": f"{run}-{i}", "userId": user,
+         "timestamp": f"2026-04-{i + 1:02d}T12:00:00Z", "event": "Order Completed",
+         "properties": {"revenue": float(i + 1)}}
+        for i in range(10)
+    ] + [
+        {"type": "identify", "messageId": f"{run}-id{i}", "userId": user,
+         "timestamp": f"2026-04-0{i + 1}T13:00:00Z", "traits": {"plan": f"p{i}"}}
+        for i in range(3)
+    ]  # fmt: skip
+    shuffled = events[:]
+    random.Random(3).shuffle(shuffled)
+    values = [orjson.dumps(e) for e in shuffled]
+    async with running(create_app(settings)) as client:
+        # Half under one key, half under another (two partitions), then everything again.
+        await produce(settings, EVENTS, values[::2], key=f"user:{user}".encode())
+        await produce(settings, EVENTS, values[1::2], key=f"other:{user}".encode())
+        await produce(settings, EVENTS, values, key=f"again:{user}".encode())
+
+        async def all_applied() -> dict[str, Any] | None:
+            p = await _profile(client, user)
+            return p if p and p["behaviour"]["event_count"] == len(events) else None
+
+        profile = await eventually(all_applied, what="every event once")
+        b = profile["behaviour"]
+        assert b["orders_count"] == 10
+        assert b["total_revenue"] == 55.0
+        assert b["average_basket"] == 5.5
+        assert b["first_order_at"].startswith("2026-04-01")
+        assert b["last_order_at"].startswith("2026-04-10")
+        assert profile["traits"] == {"plan": "p2"}  # the newest identify, whatever the order
+        assert profile["version"] == len(events)
