@@ -1,14 +1,23 @@
 """A local SMTP server that keeps every message it receives as an `.eml` file: the inbox of the
-embedded stack, where the demo's emails can be opened with any mail client."""
+embedded stack, so the journeys' emails can be read with any mail client and checked by tests,
+with no mail service to install.
+
+Each file is the message exactly as received, after two prepended trace headers (`Return-Path`
+and `X-Journeyman-Envelope-To`, the envelope, which Bcc recipients only appear in). Files are
+named `<UTC timestamp>-<uuid>.eml`, so sorting them by name sorts them by arrival.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import socket
 import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -21,53 +30,86 @@ class _SaveToDirectory:
     async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or envelope.content or b""
         data = content if isinstance(content, bytes) else content.encode()
+        trace = f"Return-Path: <{envelope.mail_from or ''}>\r\n"
+        trace += f"X-Journeyman-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         target = self.directory / f"{stamp}-{uuid.uuid4().hex}.eml"
-        partial = target.with_suffix(".tmp")
-        partial.write_bytes(data)
-        os.replace(partial, target)  # a reader never sees half a message
+        await asyncio.to_thread(_write_atomically, target, trace.encode() + data)
         return "250 Message accepted for delivery"
 
 
+def _write_atomically(target: Path, data: bytes) -> None:
+    partial = target.with_suffix(".tmp")
+    partial.write_bytes(data)
+    os.replace(partial, target)  # a reader never sees half a message
+
+
+class _Controller(Controller):
+    """Serves on a socket we bound ourselves: port 0 works, and a taken port fails at once."""
+
+    def __init__(self, handler: Any, sock: socket.socket, **kwargs: Any) -> None:
+        host, port = sock.getsockname()[:2]
+        super().__init__(handler, hostname=host, port=port, **kwargs)
+        self._sock = sock
+
+    def _create_server(self) -> Any:
+        return self.loop.create_server(self._factory_invoker, sock=self._sock)
+
+
 class SmtpInbox:
+    """An SMTP server on `host:port` (port 0: any free one) that runs in its own thread."""
+
     def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 0) -> None:
         self.directory = directory
         self.host = host
         self._wanted_port = port
-        self._controller: Controller | None = None
+        self._controller: _Controller | None = None
 
     def start(self) -> tuple[str, int]:
-        from journeyman.embedded import free_port  # noqa: PLC0415
-
-        self.directory.mkdir(parents=True, exist_ok=True)
-        port = self._wanted_port or free_port()
-        self._controller = Controller(
-            _SaveToDirectory(self.directory), hostname=self.host, port=port,
-            data_size_limit=10 * 1024 * 1024,
-        )  # fmt: skip
-        self._controller.start()
-        return self.host, port
+        """Listen (in a background thread); return the address to send to."""
+        if self._controller is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            sock = socket.create_server((self.host, self._wanted_port), family=family)
+            controller = _Controller(
+                _SaveToDirectory(self.directory), sock, server_hostname="journeyman-inbox",
+                data_size_limit=25 * 2**20,
+            )  # fmt: skip
+            try:
+                controller.start()
+            except BaseException:
+                sock.close()
+                raise
+            self._controller = controller
+        return self.host, self.port
 
     @property
     def port(self) -> int:
-        assert self._controller is not None
+        if self._controller is None:
+            raise RuntimeError("SmtpInbox is not started")
         return int(self._controller.port)
 
     def stop(self) -> None:
-        if self._controller is not None:
-            self._controller.stop()
-            self._controller = None
+        controller, self._controller = self._controller, None
+        if controller is not None:
+            controller.stop()
 
     def messages(self) -> list[Path]:
+        """The received messages, oldest first."""
         return sorted(self.directory.glob("*.eml"))
+
+    def __enter__(self) -> SmtpInbox:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
 
 
 def serve_forever(directory: Path, host: str = "127.0.0.1", port: int = 2525) -> None:
     """Run the inbox until SIGINT or SIGTERM (`journeyman up` runs it as its own process)."""
-    inbox = SmtpInbox(directory, host, port)
-    inbox.start()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
-    inbox.stop()
+    with SmtpInbox(directory, host, port):
+        stop.wait()
