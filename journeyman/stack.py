@@ -128,6 +128,9 @@ class Stack:
                 {},
             )  # fmt: skip
         service_env = {
+            # Tansu answers a group join only after half the session timeout: keep it short on
+            # the embedded broker so services start in a second, not five.
+            **({"JOURNEYMAN_KAFKA_SESSION_TIMEOUT_MS": "3000"} if self._kafka else {}),
             "DATABASE_URL": database_url,
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "JOURNEYMAN_WRITE_KEYS": json.dumps([write_key]),

@@ -26,7 +26,11 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def stack(database_url: str, kafka_bootstrap: str, tmp_path: Path) -> Iterator[StackInfo]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEYMAN_")}
-    env |= {"DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    env |= {
+        "DATABASE_URL": database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "JOURNEYMAN_KAFKA_SESSION_TIMEOUT_MS": "2000",  # Tansu answers a join after half of it
+    }
     running = Stack(
         tmp_path / "home",
         env=env,

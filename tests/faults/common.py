@@ -32,7 +32,7 @@ def make_stack(home: Path, database_url: str, kafka_bootstrap: str) -> Stack:
         "DATABASE_URL": database_url,
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         # A killed member holds its partitions until its session expires: keep that short.
-        "JOURNEYMAN_KAFKA_SESSION_TIMEOUT_MS": "3000",
+        "JOURNEYMAN_KAFKA_SESSION_TIMEOUT_MS": "2000",
     }
     return Stack(
         home, env=env, ports={n: free_port() for n in SERVICES}, echo_logs=False,
