@@ -15,7 +15,7 @@ identities name gets the profile of its own user.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from services.profile.traits import InvalidTrait, identity_keys, normalise_traits
@@ -77,10 +77,12 @@ def resolve(
     known: Mapping[str, str],
     new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     users: Mapping[str, str | None] | None = None,
+    keys: Sequence[list[str]] | None = None,
 ) -> Resolution:
     """Assign a profile to each event in order; later events see what earlier ones did.
 
-    `users` maps known profile ids to their user id (None for anonymous profiles)."""
+    `users` maps known profile ids to their user id (None for anonymous profiles); `keys` are
+    the events' `lookup_keys`, when the caller has them already."""
     owners = dict(known)
     user_of: dict[str, str | None] = dict(users or {})
     moved: dict[str, str] = {}
@@ -93,7 +95,8 @@ def resolve(
 
     for index, event in enumerate(events):
         explicit = isinstance(event, AliasEvent)
-        found = list(dict.fromkeys(current(owners[k]) for k in lookup_keys(event) if k in owners))
+        looked = keys[index] if keys is not None else lookup_keys(event)
+        found = list(dict.fromkeys(current(owners[k]) for k in looked if k in owners))
         if event.user_id and not explicit:
             found = [p for p in found if user_of.get(p) in (None, event.user_id)]
         found.sort(key=lambda p: user_of.get(p) is None)  # stable: a user's profile first
@@ -110,7 +113,8 @@ def resolve(
                     user_of[profile_id] = mine or theirs
         if event.user_id and user_of.get(profile_id) is None:
             user_of[profile_id] = event.user_id
-        for key in identities_of(event):
+        attached = looked[:-1] if explicit else looked  # an alias looks up user:previousId too
+        for key in attached:
             if key not in owners:
                 owners[key] = profile_id
                 result.new_identities[key] = profile_id

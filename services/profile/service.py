@@ -78,12 +78,13 @@ async def _apply_once(conn: AsyncConnection, unique: Sequence[IncomingEvent]) ->
     if not todo:
         return []
     events = [item.event for item in todo]
-    known = await repository.owners_of(conn, (k for e in events for k in lookup_keys(e)))
+    keys = [lookup_keys(e) for e in events]
+    known = await repository.owners_of(conn, (k for ks in keys for k in ks))
     states = await repository.lock_profiles(conn, known.values())
     if any(p not in states for p in known.values()):
         raise IdentityRace("a profile was merged or erased meanwhile")
     users = {p: s.user_id for p, s in states.items()}
-    resolution = resolve(events, known, users=users)
+    resolution = resolve(events, known, users=users, keys=keys)
     wanted = resolution.new_identities
     if await repository.insert_identities(conn, wanted) != set(wanted):
         raise IdentityRace("another replica recorded one of these identities first")
@@ -110,10 +111,16 @@ async def _apply_once(conn: AsyncConnection, unique: Sequence[IncomingEvent]) ->
         changes = apply_event(state, event)
         history.extend(history_rows(profile_id, changes))
         wire_bytes = dumps(event.to_wire())
-        wire = {"messageId": event.message_id, "type": event.type,
-                "timestamp": event.timestamp.isoformat(),
-                "event": getattr(event, "event", None) or getattr(event, "name", None)}  # fmt: skip
-        timeline.append(timeline_row(profile_id, wire, wire_bytes.decode()))
+        timeline.append(
+            {
+                "profile_id": profile_id,
+                "timestamp": event.timestamp,
+                "message_id": event.message_id,
+                "type": event.type,
+                "event": getattr(event, "event", None) or getattr(event, "name", None),
+                "payload": wire_bytes.decode(),
+            }
+        )
         out.append(_profile_event(wire_bytes, state, event, item.traceparent))
 
     def final(profile_id: str) -> str:
