@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -25,6 +27,44 @@ def field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
         out.append({"field": ".".join(loc) or "body", "message": str(err.get("msg", "invalid"))})
     return out
+
+
+_ERROR_BODY = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}, "message": {"type": "string"}},
+}
+_ERROR = {"content": {"application/json": {"schema": _ERROR_BODY}}}
+# A page answers with a page, except when the request itself fails validation (JSON, as anywhere).
+_HTML_ERROR = {
+    "content": {
+        "text/html": {"schema": {"type": "string"}},
+        "application/json": {"schema": _ERROR_BODY},
+    }
+}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document as the API really answers: 400 (not 422) for a bad request, 401
+    without a key, 404 for an unknown id, so clients and contract tests can rely on it."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                ok = responses.get("200", {}).get("content", {})
+                error = _HTML_ERROR if "text/html" in ok else _ERROR
+                responses.setdefault(
+                    "400", {"description": "Bad request: names the field", **error}
+                )
+                if path not in ("/healthz", "/readyz"):
+                    responses.setdefault("401", {"description": "Missing or invalid key", **error})
+                    responses.setdefault("403", {"description": "Key lacks the scope", **error})
+                if "{" in path:
+                    responses.setdefault("404", {"description": "Not found", **error})
+        schema.get("components", {}).get("schemas", {}).pop("HTTPValidationError", None)
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def create_service_app(settings: Settings, *, title: str, setup: Setup) -> FastAPI:
@@ -49,6 +89,8 @@ def create_service_app(settings: Settings, *, title: str, setup: Setup) -> FastA
         errors = field_errors(exc)
         message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return JSONResponse({"success": False, "message": message, "errors": errors}, 400)
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
