@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 SIZE ?= default
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench reliability clean
 
 $(BIN)/journeyman: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: lint
 
 bench: $(BIN)/journeyman
 	$(BIN)/journeyman bench e2e --size $(SIZE) --json bench-e2e-$(SIZE).json
+
+reliability: $(BIN)/journeyman
+	rm -f tests/artifacts/reliability.json
+	$(BIN)/pytest -p no:cacheprovider tests/faults tests/unit/test_hostile_input.py tests/unit/test_security.py tests/e2e/test_api_contract.py tests/integration/test_dead_letter_tools.py
+	$(BIN)/python -c "import json; d = json.load(open('tests/artifacts/reliability.json')); [print(f'{k:28} {v}') for k, v in sorted(d.items())]"
 
 clean:
 	rm -rf $(VENV) .journeyman .mypy_cache .pytest_cache .ruff_cache

@@ -27,6 +27,7 @@ from journeyman.embedded import EmbeddedKafka, EmbeddedPostgres
 from shared.kafka import ensure_topics
 from shared.migrations import upgrade
 from shared.settings import Settings
+from tests import reliability
 
 TEMPLATE_DB = "jm_test_template"
 
@@ -67,6 +68,10 @@ def _embedded(stack: ExitStack, base: Path) -> Infra:
     url = pg.start()
     stack.callback(pg.stop)
     return Infra(url, None, "embedded")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    reliability.write()
 
 
 @pytest.fixture(scope="session")

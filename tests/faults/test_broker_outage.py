@@ -13,6 +13,7 @@ import pytest
 
 from journeyman.embedded import EmbeddedKafka, free_port
 from shared.kafka import ensure_topics
+from tests import reliability
 from tests.faults.common import assert_exactly_once, make_stack, stream
 from tests.faults.proxy import Proxy
 
@@ -64,5 +65,6 @@ async def test_broker_outage_then_drain(
         await stream(info, run, CUSTOMERS, ORDERS_EACH, {CUSTOMERS // 2: outage})
         assert seen_down["broker"].startswith("unreachable")
         await assert_exactly_once(info, run, CUSTOMERS, ORDERS_EACH)
+        reliability.record(faults_survived=1)
     finally:
         await asyncio.to_thread(stack.stop)

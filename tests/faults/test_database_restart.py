@@ -14,6 +14,7 @@ import pytest
 from journeyman.embedded import EmbeddedPostgres
 from journeyman.stack import Stack
 from shared.migrations import upgrade
+from tests import reliability
 from tests.faults.common import assert_exactly_once, make_stack, stream
 
 pytestmark = pytest.mark.faults
@@ -62,6 +63,7 @@ async def test_database_restart_under_load(stack: Stack, own_postgres: EmbeddedP
     await stream(info, run, CUSTOMERS, ORDERS_EACH, {CUSTOMERS // 2: outage})
     assert seen_down["database"].startswith("unreachable")
     await assert_exactly_once(info, run, CUSTOMERS, ORDERS_EACH)
+    reliability.record(faults_survived=1)
     async with httpx.AsyncClient(timeout=5) as client:
         for url in info.services.values():
             assert (await client.get(f"{url}/readyz")).status_code == 200

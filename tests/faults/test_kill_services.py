@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from journeyman.stack import SERVICES, Stack
+from tests import reliability
 from tests.faults.common import assert_exactly_once, make_stack, stream
 
 pytestmark = pytest.mark.faults
@@ -43,3 +44,4 @@ async def test_kill_each_service_mid_stream(stack: Stack) -> None:
     faults = {10 + k * spacing: _kill_and_restart(stack, s) for k, s in enumerate(SERVICES)}
     await stream(stack.info, run, CUSTOMERS, ORDERS_EACH, faults)
     await assert_exactly_once(stack.info, run, CUSTOMERS, ORDERS_EACH)
+    reliability.record(faults_survived=len(SERVICES))

@@ -14,6 +14,7 @@ from shared.consumer import Record
 from shared.decoding import decode_event
 from shared.events import InvalidEvent, parse_event
 from shared.yamldoc import DefinitionError, load_yaml, validate_doc
+from tests import reliability
 
 json_values = st.recursive(
     st.none()
@@ -43,6 +44,7 @@ envelope_like = st.fixed_dictionaries(
 
 @given(envelope_like)
 def test_envelope_parser_only_raises_invalid_event(payload: dict[str, object]) -> None:
+    reliability.record(hostile_inputs_tried=1)
     try:
         outcome = parse_event(payload).message_id
     except InvalidEvent as exc:
@@ -52,6 +54,7 @@ def test_envelope_parser_only_raises_invalid_event(payload: dict[str, object]) -
 
 @given(st.binary(max_size=300) | envelope_like.map(orjson.dumps))
 def test_record_decoder_only_raises_value_error(value: bytes) -> None:
+    reliability.record(hostile_inputs_tried=1)
     record = Record("jm.events", 0, 0, None, value, {}, (), 0)
     try:
         outcome = decode_event(record).message_id
@@ -63,6 +66,7 @@ def test_record_decoder_only_raises_value_error(value: bytes) -> None:
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60)
 @given(st.text(max_size=400))
 def test_definition_loader_only_raises_definition_error(tmp_path: Path, text: str) -> None:
+    reliability.record(hostile_inputs_tried=1)
     path = tmp_path / "fuzz.yaml"
     path.write_text(text, encoding="utf-8")
     try:
