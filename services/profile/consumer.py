@@ -16,6 +16,7 @@ from shared.outbox import OutboxRelay, add_to_outbox
 from shared.runtime import Runtime
 
 Clock = Callable[[], datetime]
+NUL = b"\\u0000"  # valid JSON, but PostgreSQL text and jsonb refuse it
 
 
 def _utc_now() -> datetime:
@@ -24,6 +25,8 @@ def _utc_now() -> datetime:
 
 def event_decoder(clock: Clock) -> Callable[[Record], Event]:
     def decode(record: Record) -> Event:
+        if record.value and NUL in record.value:
+            raise ValueError("invalid event: NUL characters (\\u0000) cannot be stored")
         event = decode_event(record)
         try:
             check_event(event, clock())

@@ -51,6 +51,8 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
             raise InvalidEvent("body: not valid gzip") from exc
     if len(body) > limit:
         raise too_large
+    if b"\\u0000" in body:
+        raise InvalidEvent("body: NUL characters (\\u0000) are not accepted")
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -44,6 +44,24 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
+def _id(identifier: str) -> str:
+    """An identifier as stored; PostgreSQL text cannot hold NUL, so one is a 400, not a 500."""
+    if "\x00" in identifier:
+        raise HTTPException(400, "profile_id: NUL characters are not accepted")
+    return normalise_identifier(identifier)
+
+
+def _text(values: list[str] | None, field: str) -> list[str]:
+    if any("\x00" in v for v in values or ()):
+        raise HTTPException(400, f"{field}: NUL characters are not accepted")
+    return values or []
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A time without an offset is read as UTC, as Segment reads timestamps."""
+    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
+
+
 def _not_found(identifier: str) -> HTTPException:
     return HTTPException(404, f"profile_id: no profile {identifier!r}")
 
@@ -87,6 +105,7 @@ def _lookup_routes(router: APIRouter, settings: ProfileSettings, read: Any) -> N
         }
         if not wanted:
             raise HTTPException(400, "query: give at least one trait.<name>=<value>")
+        _text([*wanted, *wanted.values()], "trait")
         async with _runtime(request).engine.connect() as conn:
             found = await repository.search_by_traits(conn, wanted, settings.search_limit)
         return {"items": [snapshot(s) for s in found]}
@@ -95,7 +114,7 @@ def _lookup_routes(router: APIRouter, settings: ProfileSettings, read: Any) -> N
     async def get_profile(request: Request, identifier: str) -> dict[str, Any]:
         """A profile by id or by any identity; a merged-away id answers with the survivor."""
         async with _runtime(request).engine.connect() as conn:
-            state = await repository.get_profile(conn, normalise_identifier(identifier))
+            state = await repository.get_profile(conn, _id(identifier))
         if state is None:
             raise _not_found(identifier)
         return snapshot(state)
@@ -116,14 +135,15 @@ def _lookup_routes(router: APIRouter, settings: ProfileSettings, read: Any) -> N
         """Events newest first, `since <= timestamp < until`; page with `cursor` = the
         `next_cursor` of the previous page (stable under ties and concurrent appends)."""
         after = decode_cursor(cursor) if cursor else None
+        since, until, before = (_utc(t) for t in (since, until, before))
         until = min(until, before) if until and before else until or before
         async with _runtime(request).engine.connect() as conn:
-            profile_id = await repository.find_profile_id(conn, normalise_identifier(identifier))
+            profile_id = await repository.find_profile_id(conn, _id(identifier))
             if profile_id is None:
                 raise _not_found(identifier)
             items = await repository.get_timeline(
-                conn, profile_id, since=since, until=until, types=type or (), events=event or (),
-                after=after, limit=limit,
+                conn, profile_id, since=since, until=until, types=_text(type, "type"),
+                events=_text(event, "event"), after=after, limit=limit,
             )  # fmt: skip
         last = items[-1] if len(items) == limit else None
         return {
@@ -138,7 +158,7 @@ def _consent_routes(router: APIRouter, read: Any, write: Any) -> None:
     async def get_consent(request: Request, identifier: str) -> dict[str, Any]:
         """Current consent and the history of every change (source and time)."""
         async with _runtime(request).engine.connect() as conn:
-            state = await repository.get_profile(conn, normalise_identifier(identifier))
+            state = await repository.get_profile(conn, _id(identifier))
             if state is None:
                 raise _not_found(identifier)
             history = await repository.consent_history(conn, state.profile_id)
@@ -152,7 +172,7 @@ def _consent_routes(router: APIRouter, read: Any, write: Any) -> None:
     @router.get("/v1/profiles/{identifier}/consent/history", dependencies=[read])
     async def get_consent_history(request: Request, identifier: str) -> dict[str, Any]:
         async with _runtime(request).engine.connect() as conn:
-            profile_id = await repository.find_profile_id(conn, normalise_identifier(identifier))
+            profile_id = await repository.find_profile_id(conn, _id(identifier))
             if profile_id is None:
                 raise _not_found(identifier)
             return {
@@ -173,7 +193,7 @@ def _consent_routes(router: APIRouter, read: Any, write: Any) -> None:
         try:
             async with runtime.engine.begin() as conn:
                 result = await ops.change_consent(
-                    conn, normalise_identifier(identifier), request_, datetime.now(UTC)
+                    conn, _id(identifier), request_, datetime.now(UTC)
                 )
                 await add_to_outbox(conn, outbox, result.records)
         except ops.ProfileNotFound as exc:
@@ -194,7 +214,7 @@ def _gdpr_routes(router: APIRouter, read: Any, write: Any) -> None:
         """Everything held about a customer, as JSON (GDPR access and portability)."""
         async with _runtime(request).engine.connect() as conn:
             try:
-                return await ops.export(conn, normalise_identifier(identifier))
+                return await ops.export(conn, _id(identifier))
             except ops.ProfileNotFound as exc:
                 raise _not_found(identifier) from exc
 
@@ -204,7 +224,7 @@ def _gdpr_routes(router: APIRouter, read: Any, write: Any) -> None:
         runtime = _runtime(request)
         try:
             async with runtime.engine.begin() as conn:
-                records = await ops.erase(conn, normalise_identifier(identifier), datetime.now(UTC))
+                records = await ops.erase(conn, _id(identifier), datetime.now(UTC))
                 await add_to_outbox(conn, outbox, records)
         except ops.ProfileNotFound as exc:
             raise _not_found(identifier) from exc

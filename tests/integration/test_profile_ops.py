@@ -85,7 +85,7 @@ async def test_consent_timeline_search_export_and_erase(settings: Settings) -> N
         assert seen == [f"{run}-{i}" for i in range(9, 0, -1)]
         ranged = await client.get(
             f"/v1/profiles/user:{user}/timeline", headers=READ,
-            params={"since": "2026-05-01T10:00:03Z", "until": "2026-05-01T10:00:06Z",
+            params={"since": "2026-05-01T10:00:03", "until": "2026-05-01T10:00:06Z",
                     "event": "Product Viewed"},
         )  # fmt: skip
         assert [i["message_id"] for i in ranged.json()["items"]] == [
@@ -216,6 +216,9 @@ async def test_bad_input_is_a_clear_4xx_or_a_dead_letter(settings: Settings) -> 
         response = await post("/v1/identify", json={"userId": run, "traits": {"birthday": "soon"}})
         assert response.json()["detail"].startswith("traits.birthday:")
         assert (await post("/v1/track", json=[1, 2])).status_code == 400
+        nul = await post("/v1/track", json={"userId": run, "event": "X\u0000"})
+        assert nul.json()["detail"] == "body: NUL characters (\\u0000) are not accepted"
+        assert (await client.get("/v1/profiles/a%00b", headers=READ)).status_code == 400
         assert (await post("/v1/track", content=b"\x00\xff")).status_code == 400
         assert (await client.get("/v1/profiles/user:nobody", headers=READ)).status_code == 404
         assert (await client.get("/v1/profiles", headers=READ)).status_code == 400
@@ -224,9 +227,11 @@ async def test_bad_input_is_a_clear_4xx_or_a_dead_letter(settings: Settings) -> 
         assert zipped.status_code == 200, zipped.text
 
         ahead = orjson.dumps(_msg(run, 3, userId=run, event="X", timestamp=future))
-        await produce(settings, EVENTS, [ahead], key=run.encode())
-        dead = [r for r in await dlq.read(1) if r.key == run.encode()]  # type: ignore[attr-defined]
-        reason = dict(dead[0].headers)["dlq_reason"].decode()  # type: ignore[attr-defined]
-        assert "more than a day in the future" in reason
+        nul = orjson.dumps(_msg(run, 4, userId=run, event="X\u0000"))
+        await produce(settings, EVENTS, [ahead, nul], key=run.encode())
+        dead = [r for r in await dlq.read(2) if r.key == run.encode()]  # type: ignore[attr-defined]
+        reasons = [dict(r.headers)["dlq_reason"].decode() for r in dead]  # type: ignore[attr-defined]
+        assert "more than a day in the future" in reasons[0]
+        assert "NUL" in reasons[1]
         zipped_profile = await eventually(lambda: _profile(client, f"user:{run}"), what="zip")
         assert zipped_profile["behaviour"]["event_count"] == 1
