@@ -227,8 +227,8 @@ async def test_bad_input_is_a_clear_4xx_or_a_dead_letter(settings: Settings) -> 
         assert zipped.status_code == 200, zipped.text
 
         ahead = orjson.dumps(_msg(run, 3, userId=run, event="X", timestamp=future))
-        nul = orjson.dumps(_msg(run, 4, userId=run, event="X\u0000"))
-        await produce(settings, EVENTS, [ahead, nul], key=run.encode())
+        nul_record = orjson.dumps(_msg(run, 4, userId=run, event="X\u0000"))
+        await produce(settings, EVENTS, [ahead, nul_record], key=run.encode())
         dead = [r for r in await dlq.read(2) if r.key == run.encode()]  # type: ignore[attr-defined]
         reasons = [dict(r.headers)["dlq_reason"].decode() for r in dead]  # type: ignore[attr-defined]
         assert "more than a day in the future" in reasons[0]
