@@ -184,6 +184,19 @@ class Stack:
         state.write_text(json.dumps(asdict(self.info), indent=2))
         state.chmod(0o600)
 
+    def add_replica(self, service: str, timeout_s: float = 60) -> str:
+        """Start one more process of a service (same consumer groups) and wait until it is
+        ready; returns its process name, e.g. `journey#2`."""
+        assert self.info is not None
+        argv, extra_env = self._commands[service]
+        count = sum(1 for name in self._procs if name.split("#")[0] == service)
+        name, port = f"{service}#{count + 1}", free_port()
+        self._spawn(name, [*argv[:-1], str(port)], extra_env)
+        self.info.services[name] = f"http://127.0.0.1:{port}"
+        self._write_state()
+        self.wait_ready(timeout_s, only=[name])
+        return name
+
     def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
         """Kill one process (for fault tests): no clean shutdown with SIGKILL."""
         proc = self._procs[name]
