@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
@@ -63,8 +65,17 @@ def _containers(stack: ExitStack) -> Infra:
     return Infra(pg.get_connection_url(), kafka.get_bootstrap_server(), "testcontainers")
 
 
+def postgres_home() -> Path:
+    """A directory for an embedded server's data outside pytest's temporary tree: pytest resets
+    that tree to mode 0700 whenever a session starts, which would lock out the unprivileged
+    user PostgreSQL runs as (when we are root) if another session starts meanwhile."""
+    return Path(tempfile.mkdtemp(prefix="jm-test-pg-"))
+
+
 def _embedded(stack: ExitStack, base: Path) -> Infra:
-    pg = EmbeddedPostgres(base / "postgres")
+    home = postgres_home()
+    stack.callback(shutil.rmtree, home, ignore_errors=True)
+    pg = EmbeddedPostgres(home / "data")
     url = pg.start()
     stack.callback(pg.stop)
     return Infra(url, None, "embedded")

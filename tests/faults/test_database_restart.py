@@ -4,6 +4,7 @@ the database), retry with backoff, recover by themselves, and nothing is lost or
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from journeyman.embedded import EmbeddedPostgres
 from journeyman.stack import Stack
 from shared.migrations import upgrade
 from tests import reliability
+from tests.conftest import postgres_home
 from tests.faults.common import assert_exactly_once, make_stack, stream
 
 pytestmark = pytest.mark.faults
@@ -22,14 +24,16 @@ CUSTOMERS, ORDERS_EACH = 30, 2
 
 
 @pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
+def own_postgres() -> Iterator[EmbeddedPostgres]:
     """A server of this test's own, since the test stops it."""
-    server = EmbeddedPostgres(tmp_path / "pg" / "data")
+    home = postgres_home()
+    server = EmbeddedPostgres(home / "data")
     upgrade(server.start())
     try:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture
