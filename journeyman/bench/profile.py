@@ -5,7 +5,8 @@ synthetic shop events for P customers (anonymous visits, identify with traits an
 product views and adds, orders) are measured twice on the same broker and database: (a) the
 raw pass-through (consume a batch, decode JSON, one batched upsert, produce, commit) and (b)
 the profile consumer (`services.profile.consumer.events_handler` driven by the shared
-BatchConsumer, its outbox relayed to `jm.profile-events` / `jm.profiles`). Throughput is
+BatchConsumer, wired and started by `shared.runtime.Runtime` as the service is, its outbox
+relayed to `jm.profile-events` / `jm.profiles`). Throughput is
 counted from the first batch until every event is applied and the outbox is empty; latency is
 the time the handler takes per batch (decode, identity resolution, fold, one transaction).
 """
@@ -30,7 +31,7 @@ from journeyman.embedded import EmbeddedKafka, EmbeddedPostgres
 from journeyman.shop import CATALOGUE, customers, traffic
 from services.profile.consumer import events_handler
 from services.profile.models import outbox
-from shared.consumer import BatchConsumer, Record, Rejected
+from shared.consumer import Record, Rejected
 from shared.kafka import ensure_topics
 from shared.migrations import upgrade
 from shared.runtime import Runtime
@@ -90,12 +91,8 @@ async def _profile_consumer(settings: Settings, total: int) -> tuple[Throughput,
             done.set()
         return rejected
 
-    consumer = BatchConsumer(
-        settings, topics=[EVENTS], group="bench-profile", handler=timed, producer=runtime.producer
-    )
-    await runtime.producer.start()
-    await relay.start()
-    await consumer.start()
+    runtime.add_consumer([EVENTS], "bench-profile", timed)
+    await runtime.start()  # as the service starts: GC tuning, producer, relay, consumer
     db = await asyncpg.connect(asyncpg_dsn(settings.database_url))
     try:
         await done.wait()
@@ -108,10 +105,7 @@ async def _profile_consumer(settings: Settings, total: int) -> tuple[Throughput,
         profiles = int(await db.fetchval("SELECT count(*) FROM profile.profiles"))
     finally:
         await db.close()
-        await consumer.stop()
-        await relay.stop()
-        await runtime.producer.stop()
-        await runtime.engine.dispose()
+        await runtime.stop()
     return Throughput(total, elapsed, timings), profiles, applied
 
 
