@@ -93,6 +93,7 @@ async def _apply_once(conn: AsyncConnection, unique: Sequence[IncomingEvent]) ->
     for merge in resolution.merges:
         merges[merge.at].append(merge)
     into: dict[str, str] = {}
+    touched: set[str] = set()  # a profile only read (a shared device's owner) is left as it is
     out: list[OutRecord] = []
     timeline: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
@@ -102,6 +103,7 @@ async def _apply_once(conn: AsyncConnection, unique: Sequence[IncomingEvent]) ->
             gone = states.pop(merge.merged)
             survivor = merge_states(states[merge.into], gone)
             into[gone.profile_id] = survivor.profile_id
+            touched.add(survivor.profile_id)
             wire, records = merged_records(gone, survivor, event.timestamp, item.traceparent)
             timeline.append(timeline_row(survivor.profile_id, wire, dumps(wire).decode()))
             out.extend(records)
@@ -109,6 +111,7 @@ async def _apply_once(conn: AsyncConnection, unique: Sequence[IncomingEvent]) ->
         if state is None:
             state = states[profile_id] = ProfileState(profile_id)
         changes = apply_event(state, event)
+        touched.add(profile_id)
         history.extend(history_rows(profile_id, changes))
         wire_bytes = dumps(event.to_wire())
         timeline.append(
@@ -128,13 +131,14 @@ async def _apply_once(conn: AsyncConnection, unique: Sequence[IncomingEvent]) ->
             profile_id = into[profile_id]
         return profile_id
 
+    changed = [state for profile_id, state in states.items() if profile_id in touched]
     await repository.apply_merges(conn, {gone: final(gone) for gone in into})
-    await repository.save_profiles(conn, states.values())
+    await repository.save_profiles(conn, changed)
     for row in (*timeline, *history):
         row["profile_id"] = final(row["profile_id"])
     await repository.append_timeline(conn, timeline)
     await repository.add_consent_history(conn, history)
-    out.extend(profile_record(state) for state in states.values())
+    out.extend(profile_record(state) for state in changed)
     return out
 
 
