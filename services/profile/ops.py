@@ -109,7 +109,8 @@ async def export(conn: AsyncConnection, identifier: str) -> dict[str, Any]:
         limit=1_000_000,
     )  # fmt: skip
     return {
-        "profile": {**snapshot(state), "created_at": state.created_at},
+        # `internal` too: visit days and change times are data held about the customer.
+        "profile": {**snapshot(state), "created_at": state.created_at, "internal": state.internal},
         "identities": await repository.identities_of_profile(conn, state.profile_id),
         "merged_profile_ids": await repository.merged_ids(conn, state.profile_id),
         "consent_history": await repository.consent_history(conn, state.profile_id),
