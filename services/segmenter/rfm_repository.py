@@ -117,12 +117,23 @@ async def apply_changes(conn: AsyncConnection, config: RfmConfig, now: datetime)
         ),
         params,
     )
-    await conn.execute(text("DELETE FROM segmenter.rfm_scores"))
+    # Scores are rewritten only where they moved: a stable base costs reads, not writes.
     await conn.execute(
         text(
-            "INSERT INTO segmenter.rfm_scores"
+            "DELETE FROM segmenter.rfm_scores s WHERE NOT EXISTS"
+            " (SELECT 1 FROM rfm_new n WHERE n.profile_id = s.profile_id)"
+        )
+    )
+    await conn.execute(
+        text(
+            "INSERT INTO segmenter.rfm_scores AS s"
             " (profile_id, recency, frequency, monetary, segment_id, computed_at)"
             " SELECT profile_id, r, f, m, segment_id, :now FROM rfm_new"
+            " ON CONFLICT (profile_id) DO UPDATE SET recency = excluded.recency,"
+            "  frequency = excluded.frequency, monetary = excluded.monetary,"
+            "  segment_id = excluded.segment_id, computed_at = excluded.computed_at"
+            " WHERE (s.recency, s.frequency, s.monetary, s.segment_id) IS DISTINCT FROM"
+            "  (excluded.recency, excluded.frequency, excluded.monetary, excluded.segment_id)"
         ),
         params,
     )
