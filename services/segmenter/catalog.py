@@ -19,7 +19,8 @@ from services.segmenter.definitions import CompiledSegment
 from services.segmenter.evaluation import lookup
 
 ANY = "*"
-_PATH = re.compile(r"\bprofile\.([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?")
+# `profile.<section>.<field>`; a method call (`profile.traits.size()`) reads the whole section.
+_PATH = re.compile(r"\bprofile\.([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*)(?!\w|\s*\())?")
 _BARE = re.compile(r"\bprofile\b(?!\s*\.)")
 
 
@@ -82,6 +83,7 @@ class Catalog:
                 else:
                     self.by_path.setdefault(path, set()).add(seg.id)
         self.watched_paths = sorted(self.by_path)
+        self.cel_fields: list[str] | None = None if self.always else self.watched_paths
         self.timed = any(s.time_dependent for s in order)
         self.fact_keys = {k for s in order for k in s.fact_keys()}
         self.tracked_events = {event for event, _ in self.fact_keys}

@@ -88,6 +88,7 @@ class CompiledSegment:
     rules: tuple[Rule, ...] = field(default=())
     time_dependent: bool = False
     """Some rule's answer can change with the clock alone (the segment keeps timers)."""
+    _memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, segment: Segment, source: str = "") -> CompiledSegment:
@@ -95,7 +96,7 @@ class CompiledSegment:
         where = compile_rule(segment.where) if segment.where is not None else None
         rules = tuple(walk(segment.where)) if segment.where is not None else ()
         timed = any(isinstance(r, _TIMED) for r in rules)
-        return cls(segment, condition, where, source, rules, timed)
+        return cls(segment, condition, where, source, rules, timed, {})
 
     @property
     def id(self) -> str:
@@ -121,6 +122,8 @@ class CompiledSegment:
 
     def fact_keys(self) -> set[tuple[str, str]]:
         """(event, property) pairs the segmenter must keep for this definition."""
+        if "facts" in self._memo:
+            return set(self._memo["facts"])
         keys: set[tuple[str, str]] = set()
         for r in self.rules:
             if isinstance(r, AggregateRule):
@@ -129,6 +132,7 @@ class CompiledSegment:
                 keys.add((r.not_done, OCCURRENCE))
             elif isinstance(r, SequenceRule):
                 keys |= {(r.did, OCCURRENCE), (r.then_not, OCCURRENCE)}
+        self._memo["facts"] = frozenset(keys)
         return keys
 
     def horizon_days(self) -> dict[str, float]:

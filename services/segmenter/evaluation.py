@@ -55,15 +55,35 @@ class Context:
     facts: Facts
     now: datetime
     member_of: Callable[[str], bool] = field(default=lambda _: False)
+    cel_fields: Sequence[str] | None = None
+    """The profile fields CEL may read (`section.field` or a top-level key); None: all."""
     _cel: cel.Context | None = None
 
     def cel(self) -> cel.Context:
-        """The profile converted for CEL once, shared by every condition decided for it (the
-        conversion costs tens of microseconds, an evaluation on it well under one)."""
+        """The profile converted for CEL once, shared by every condition decided for it. The
+        conversion costs tens of microseconds for a whole snapshot, an evaluation well under
+        one, so only the fields some condition reads are converted."""
         if self._cel is None:
             self._cel = cel.Context()
-            self._cel.add_variable("profile", self.profile)
+            self._cel.add_variable("profile", self._cel_view())
         return self._cel
+
+    def _cel_view(self) -> dict[str, Any]:
+        if self.cel_fields is None:
+            return self.profile
+        view: dict[str, Any] = {}
+        for path in self.cel_fields:
+            section, _, name = path.partition(".")
+            if section not in self.profile:
+                continue
+            value = self.profile[section]
+            if not name or not isinstance(value, dict):
+                view[section] = value
+            else:
+                part = view.setdefault(section, {})  # present even if empty: has() stays false
+                if name in value:
+                    part[name] = value[name]
+        return view
 
 
 class CelCondition:

@@ -33,10 +33,14 @@ def decide(
     *,
     now: datetime,
     current: set[str],
+    cel_fields: Sequence[str] | None = None,
 ) -> Decision:
     """Decide `segments` (in dependency order) for one profile currently in `current`."""
     results: dict[str, bool] = {}
-    ctx = Context(profile, facts, now, member_of=lambda s: results.get(s, s in current))
+    ctx = Context(
+        profile, facts, now, member_of=lambda s: results.get(s, s in current),
+        cel_fields=cel_fields,
+    )  # fmt: skip
     decision = Decision(profile_id)
     for segment in segments:
         holds, upcoming = segment.decide(ctx)

@@ -150,7 +150,15 @@ async def decide_profiles(
     facts = await repository.facts_of(conn, plans if events else [], events, since)
     current = await repository.memberships_of(conn, plans)
     return [
-        decide(pid, segs, profiles[pid], facts.get(pid, {}), now=now, current=current[pid])
+        decide(
+            pid,
+            segs,
+            profiles[pid],
+            facts.get(pid, {}),
+            now=now,
+            current=current[pid],
+            cel_fields=catalog.cel_fields,
+        )
         for pid, segs in plans.items()
         if segs
     ]
