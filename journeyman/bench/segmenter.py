@@ -178,6 +178,21 @@ async def _consume_all(app: Any, total: int) -> Throughput:
     return Throughput(total - base, elapsed)
 
 
+def _batches(group: str) -> tuple[float, float]:
+    """(seconds, batches) the consumer has spent so far (its own histogram, same process)."""
+    from shared.metrics import BATCH_SECONDS  # noqa: PLC0415
+
+    total = count = 0.0
+    for metric in BATCH_SECONDS.collect():
+        for sample in metric.samples:
+            if sample.labels.get("group") == group:
+                if sample.name.endswith("_sum"):
+                    total = sample.value
+                elif sample.name.endswith("_count"):
+                    count = sample.value
+    return total, count
+
+
 async def _outbox_drained(dsn: str) -> None:
     """Wait for the relay to publish the throughput phase's changes, so the latency phase
     measures the path of one change, not the queue behind it."""
@@ -260,7 +275,10 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
     async with app.router.lifespan_context(app):
         realtime = await _consume_all(app, count)
         await _outbox_drained(asyncpg_dsn(pg_url))
+        spent, batches = _batches("segmenter")
         latencies = await _latency(bootstrap, run, LATENCY_EVENTS[size])
+        spent_after, batches_after = _batches("segmenter")
+        batch_ms = (spent_after - spent) / max(batches_after - batches, 1) * 1000
         await _seed_purchases(asyncpg_dsn(pg_url), run, count)
         loop = app.state.runtime.state["clock_loop"]
         t0 = time.perf_counter()
@@ -281,6 +299,8 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
         "change_latency_p50_ms": round(percentile(latencies, 50), 1),
         "change_latency_p99_ms": round(percentile(latencies, 99), 1),
         "latency_samples": len(latencies),
+        "latency_phase_batches": int(batches_after - batches),
+        "latency_phase_mean_batch_ms": round(batch_ms, 1),
         "rfm_profiles": first["profiles"],
         "rfm_first_run_s": round(first_s, 2),
         "rfm_first_run_changes": first["entered"] + first["exited"],
@@ -309,6 +329,7 @@ def run(size: str, json_path: Path | None, console: Console) -> None:
         ("ratio to baseline", figures["ratio_to_baseline"]),
         ("segment change latency p50 ms", figures["change_latency_p50_ms"]),
         ("segment change latency p99 ms", figures["change_latency_p99_ms"]),
+        ("  mean consumer batch at that rate, ms", figures["latency_phase_mean_batch_ms"]),
         (f"RFM recompute, {figures['rfm_profiles']:,} customers, first run s",
          figures["rfm_first_run_s"]),
         ("RFM first run changes", figures["rfm_first_run_changes"]),

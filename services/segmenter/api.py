@@ -20,8 +20,29 @@ from shared.auth import require_scope
 from shared.events import describe_errors
 
 
+def _no_nul(*values: str | None) -> None:
+    """PostgreSQL text cannot hold NUL: a 400 naming it, never a database error."""
+    if any(v is not None and "\x00" in v for v in values):
+        raise HTTPException(400, "NUL characters are not allowed")
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether a decoded JSON value holds a NUL anywhere, keys included."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def _parse_draft(body: Any, registry: Registry, draft_id: str | None = None) -> CompiledSegment:
     """A definition sent as JSON, or as YAML text in a string; 400 naming the field if invalid."""
+    if isinstance(body, bytes | bytearray):
+        raise HTTPException(400, "body: send the definition as application/json")
+    if _has_nul(body):
+        raise HTTPException(400, "NUL characters are not allowed")
     if isinstance(body, str):
         try:
             body = yaml.safe_load(body)
@@ -40,14 +61,25 @@ def _parse_draft(body: Any, registry: Registry, draft_id: str | None = None) -> 
     return compiled
 
 
+def state(request: Request) -> tuple[Any, Registry, ClockLoop]:
+    runtime = request.app.state.runtime
+    return runtime, runtime.state["registry"], runtime.state["clock_loop"]
+
+
+async def switch(request: Request, segment_id: str, enabled: bool) -> dict[str, Any]:
+    _no_nul(segment_id)
+    runtime, registry, _ = state(request)
+    async with runtime.engine.begin() as conn:
+        if not await store.set_enabled(conn, segment_id, enabled):
+            raise HTTPException(404, f"no segment {segment_id}")
+        await registry.refresh(conn)
+    return {"id": segment_id, "enabled": enabled}
+
+
 def build_router(settings: SegmenterSettings) -> APIRouter:
     router = APIRouter(tags=["segments"])
     read = [Depends(require_scope(settings, "read"))]
     write = [Depends(require_scope(settings, "write"))]
-
-    def state(request: Request) -> tuple[Any, Registry, ClockLoop]:
-        runtime = request.app.state.runtime
-        return runtime, runtime.state["registry"], runtime.state["clock_loop"]
 
     @router.get("/v1/segments", dependencies=read)
     async def list_segments(request: Request) -> dict[str, Any]:
@@ -77,6 +109,7 @@ def build_router(settings: SegmenterSettings) -> APIRouter:
         after: str | None = None,
     ) -> dict[str, Any]:
         """One page of members in profile-id order; pass `next` back as `after`."""
+        _no_nul(segment_id, after)
         runtime, _, _ = state(request)
         async with runtime.engine.connect() as conn:
             items = await queries.members(conn, segment_id, after, limit)
@@ -88,6 +121,7 @@ def build_router(settings: SegmenterSettings) -> APIRouter:
         request: Request, profile_id: str, limit: Annotated[int, Query(ge=1, le=1_000)] = 100
     ) -> dict[str, Any]:
         """Where a customer is now, their RFM scores, and their entries and exits, newest first."""
+        _no_nul(profile_id)
         runtime, _, _ = state(request)
         async with runtime.engine.connect() as conn:
             return {
@@ -113,6 +147,7 @@ def build_router(settings: SegmenterSettings) -> APIRouter:
         request: Request, segment_id: str, body: Annotated[Any, Body()]
     ) -> dict[str, Any]:
         """Create or replace a definition held in the database (files keep their own ids)."""
+        _no_nul(segment_id)
         runtime, registry, _ = state(request)
         existing = registry.get(segment_id)
         if existing is not None and existing.source != API:
@@ -122,14 +157,6 @@ def build_router(settings: SegmenterSettings) -> APIRouter:
             await store.save_api_definition(conn, store.dump(draft))
             await registry.refresh(conn)
         return {"id": segment_id, "enabled": registry.enabled.get(segment_id, False)}
-
-    async def switch(request: Request, segment_id: str, enabled: bool) -> dict[str, Any]:
-        runtime, registry, _ = state(request)
-        async with runtime.engine.begin() as conn:
-            if not await store.set_enabled(conn, segment_id, enabled):
-                raise HTTPException(404, f"no segment {segment_id}")
-            await registry.refresh(conn)
-        return {"id": segment_id, "enabled": enabled}
 
     @router.post("/v1/segments/{segment_id}/enable", dependencies=write)
     async def enable(request: Request, segment_id: str) -> dict[str, Any]:

@@ -131,6 +131,10 @@ async def test_crossing_a_threshold_enters_once_and_redelivery_publishes_nothing
         assert preview["sample"] == [pid]
         bad = await client.post("/v1/segments/preview", json={"id": "x", "name": "x"}, headers=OPS)
         assert bad.status_code == 400
+        nul = await client.get("/v1/profiles/a%00b/segments", headers=OPS)
+        assert nul.status_code == 400
+        nul = await client.post("/v1/segments/preview", json=draft + "\x00", headers=OPS)
+        assert nul.status_code == 400
 
         made = await client.put(
             "/v1/segments/small-spenders",
