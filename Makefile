@@ -21,7 +21,14 @@ lint: $(BIN)/journeyman
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
-test: lint
+# Debian tools the suite runs for real (the deployment files are checked with them offline).
+SYSTEM_TOOLS := /usr/bin/docker-compose
+
+/usr/bin/docker-compose:
+	apt-get install -y -q docker-compose >/dev/null || \
+		(apt-get update -q >/dev/null && apt-get install -y -q docker-compose >/dev/null)
+
+test: lint $(SYSTEM_TOOLS)
 	$(BIN)/pytest
 
 bench: $(BIN)/journeyman
