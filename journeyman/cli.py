@@ -127,12 +127,28 @@ def migrate() -> None:
 @app.command()
 def topics(
     replication: Annotated[int, typer.Option(help="Replication factor (3 on a real cluster).")] = 1,
+    partitions: Annotated[
+        int | None, typer.Option(help="Partitions per topic (default 6; dead letters keep 1).")
+    ] = None,
+    retention_hours: Annotated[
+        int | None, typer.Option(help="Retention of the non-compacted topics (broker default).")
+    ] = None,
 ) -> None:
-    """Create the topics that do not exist yet."""
-    from shared.kafka import ensure_topics
+    """Create the topics that do not exist yet (TLS/SASL from the JOURNEYMAN_KAFKA_* settings)."""
+    from shared.kafka import ensure_topics, security_options
+    from shared.topics import for_cluster
 
+    settings = Settings()
+    specs = for_cluster(
+        replication=replication, partitions=partitions, retention_hours=retention_hours
+    )
     created = asyncio.run(
-        ensure_topics(Settings().kafka_bootstrap_servers, replication=replication)
+        ensure_topics(
+            settings.kafka_bootstrap_servers,
+            specs,
+            replication=replication,
+            security=security_options(settings),
+        )
     )
     console.print(f"created: {', '.join(created) or 'nothing, all topics exist'}")
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from shared.kafka import OutRecord, Producer
+from shared.kafka import OutRecord, Producer, security_options
 from shared.settings import Settings
 from shared.topics import DEAD_LETTER
 
@@ -76,7 +76,11 @@ async def _behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -
 
 
 async def list_dead_letters(settings: Settings, limit: int | None = None) -> list[DeadLetter]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=None,
+        **security_options(settings),
+    )
     await consumer.start()
     try:
         tps = [
@@ -98,6 +102,7 @@ async def replay(settings: Settings, only_offset: int | None = None) -> list[Dea
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         session_timeout_ms=settings.kafka_session_timeout_ms,
+        **security_options(settings),
     )
     producer = Producer(settings, client_id="journeyman-dlq-replay")
     await consumer.start()

@@ -24,7 +24,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from shared.cloudevents import header_map
 from shared.errors import is_transient
-from shared.kafka import OutRecord, Producer
+from shared.kafka import OutRecord, Producer, security_options
 from shared.metrics import BATCH_RETRIES, BATCH_SECONDS, RECORDS_CONSUMED, RECORDS_DEAD_LETTERED
 from shared.settings import Settings
 from shared.topics import DEAD_LETTER
@@ -111,6 +111,7 @@ class BatchConsumer:
             heartbeat_interval_ms=max(settings.kafka_session_timeout_ms // 4, 100),
             max_poll_records=settings.kafka_max_batch,
             fetch_max_wait_ms=settings.kafka_poll_timeout_ms,
+            **security_options(settings),
         )
         self._task: asyncio.Task[None] | None = None
         self.problem: str | None = "starting"

@@ -10,10 +10,12 @@ import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
 
 from shared.cloudevents import Headers
@@ -31,6 +33,33 @@ class OutRecord:
     value: bytes
     key: bytes | None = None
     headers: Headers = field(default_factory=list)
+
+
+def security_options(settings: Settings) -> dict[str, Any]:
+    """The TLS/SASL keyword arguments every aiokafka client (producer, consumer, admin) takes,
+    from the settings; empty on a plaintext broker such as the embedded one."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in {"SSL", "SASL_SSL"}:
+        options["ssl_context"] = create_ssl_context(
+            cafile=settings.kafka_ssl_cafile,
+            certfile=settings.kafka_ssl_certfile,
+            keyfile=settings.kafka_ssl_keyfile,
+        )
+    if protocol.startswith("SASL"):
+        if not settings.kafka_sasl_username or settings.kafka_sasl_password is None:
+            raise ValueError(
+                f"kafka_security_protocol {protocol} needs JOURNEYMAN_KAFKA_SASL_USERNAME "
+                "and JOURNEYMAN_KAFKA_SASL_PASSWORD"
+            )
+        options |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": settings.kafka_sasl_password.get_secret_value(),
+        }
+    return options
 
 
 class CachingPartitioner:
@@ -68,6 +97,7 @@ class Producer:
             max_request_size=2 * 1024 * 1024,
             request_timeout_ms=15_000,
             partitioner=CachingPartitioner(),
+            **security_options(settings),
         )
         self._started = False
 
@@ -99,10 +129,15 @@ class Producer:
 
 
 async def ensure_topics(
-    bootstrap_servers: str, specs: Iterable[TopicSpec] = TOPICS, replication: int = 1
+    bootstrap_servers: str,
+    specs: Iterable[TopicSpec] = TOPICS,
+    replication: int = 1,
+    security: dict[str, Any] | None = None,
 ) -> list[str]:
     """Create missing topics; return the names created. Safe to run on every start."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="journeyman-admin")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, client_id="journeyman-admin", **(security or {})
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())

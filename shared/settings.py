@@ -42,6 +42,22 @@ class Settings(BaseSettings):
         default=False,
         description="Idempotent producer; needs InitProducerId, which the embedded Tansu lacks.",
     )
+    # Broker security (Apache Kafka in production): TLS, SASL or both, for every client.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How clients talk to the brokers."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="PLAIN", description="SASL mechanism, with SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
+    kafka_ssl_cafile: str | None = Field(
+        default=None, description="CA bundle the brokers' certificates are checked against."
+    )
+    kafka_ssl_certfile: str | None = Field(
+        default=None, description="Client certificate (PEM), for brokers that require mTLS."
+    )
+    kafka_ssl_keyfile: str | None = Field(default=None, description="Client certificate's key.")
     kafka_session_timeout_ms: int = Field(default=10_000, description="Consumer group session.")
     kafka_max_batch: int = Field(default=2_000, description="Most records handled in one batch.")
     kafka_poll_timeout_ms: int = Field(default=100, description="Longest wait for a batch.")

@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 
 
 class Proxy:
-    def __init__(self, listen_port: int, target_port: int) -> None:
+    def __init__(
+        self, listen_port: int, target_port: int, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """With `tls`, clients talk TLS to the proxy, which talks plain TCP to the target."""
         self.listen_port = listen_port
         self.target_port = target_port
+        self._tls = tls
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.listen_port)
+        self._server = await asyncio.start_server(
+            self._accept, "127.0.0.1", self.listen_port, ssl=self._tls
+        )
 
     async def cut(self) -> None:
         """Stop listening and drop every open connection."""
