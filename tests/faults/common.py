@@ -95,6 +95,20 @@ def emails_by_order(outbox: Path) -> Counter[str]:
     return found
 
 
+async def _where_they_are(db: asyncpg.Connection, run: str) -> str:
+    """How far the run's orders got through each stage, to say where a missing one stopped."""
+    queries = {
+        "profiles": "SELECT count(*) FROM profile.profiles WHERE user_id LIKE $1",
+        "instances": "SELECT count(*) FROM journey.instances i JOIN profile.profiles p "
+        "USING (profile_id) WHERE p.user_id LIKE $1",
+        "journey outbox": "SELECT count(*) FROM journey.outbox WHERE $1 <> ''",
+        "deferred": "SELECT count(*) FROM channels.deferred WHERE $1 <> ''",
+        "channels outbox": "SELECT count(*) FROM channels.outbox WHERE $1 <> ''",
+    }
+    found = {name: await db.fetchval(sql, f"{run}-u%") for name, sql in queries.items()}
+    return ", ".join(f"{name}: {n}" for name, n in found.items())
+
+
 async def assert_exactly_once(
     info: StackInfo, run: str, customers: int, orders_each: int, timeout_s: float = 120
 ) -> Counter[str]:
@@ -107,7 +121,9 @@ async def assert_exactly_once(
         while (
             attempts := await db.fetchval("SELECT count(*) FROM channels.send_attempts")
         ) < expected:
-            assert time.monotonic() < deadline, f"{attempts} of {expected} attempts"
+            assert time.monotonic() < deadline, (
+                f"{attempts} of {expected} attempts; " + await _where_they_are(db, run)
+            )
             await asyncio.sleep(0.5)
         await asyncio.sleep(1.0)  # the last accepted messages reach the inbox files
         counts = await db.fetch(
