@@ -87,6 +87,7 @@ class Producer:
     """Sends batches and waits for every acknowledgement before reporting success."""
 
     def __init__(self, settings: Settings, client_id: str | None = None) -> None:
+        self._partitioner = CachingPartitioner()
         self._producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             client_id=client_id or settings.service_name,
@@ -96,7 +97,7 @@ class Producer:
             max_batch_size=256 * 1024,
             max_request_size=2 * 1024 * 1024,
             request_timeout_ms=15_000,
-            partitioner=CachingPartitioner(),
+            partitioner=self._partitioner,
             **security_options(settings),
         )
         self._started = False
@@ -111,14 +112,39 @@ class Producer:
             self._started = False
 
     async def send_batch(self, records: Sequence[OutRecord]) -> None:
-        """Produce all records; raise if any of them was not acknowledged."""
+        """Produce all records; raise if any of them was not acknowledged.
+
+        Records are grouped by partition (with the same murmur2 partitioner `send` uses) and
+        appended to record batches directly: one future per batch instead of one per record,
+        which is most of what aiokafka costs per record. Order within a partition is kept."""
         if not records:
             return
-        futures = [
-            await self._producer.send(r.topic, value=r.value, key=r.key, headers=r.headers)
-            for r in records
-        ]
+        by_partition: dict[tuple[str, int], list[OutRecord]] = {}
+        partitions: dict[str, list[int]] = {}
+        for r in records:
+            if r.topic not in partitions:
+                partitions[r.topic] = sorted(await self._producer.partitions_for(r.topic))
+            all_partitions = partitions[r.topic]
+            partition = self._partitioner(r.key, all_partitions, all_partitions)
+            by_partition.setdefault((r.topic, partition), []).append(r)
+        futures = []
+        for (topic, partition), group in by_partition.items():
+            batch = self._producer.create_batch()
+            for r in group:
+                if batch.append(key=r.key, value=r.value, timestamp=None, headers=r.headers):
+                    continue
+                futures.append(await self._send(batch, topic, partition))
+                batch = self._producer.create_batch()
+                batch.append(key=r.key, value=r.value, timestamp=None, headers=r.headers)
+            futures.append(await self._send(batch, topic, partition))
         await asyncio.gather(*futures)
+
+    async def _send(self, batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:
+        batch.close()
+        future: asyncio.Future[Any] = await self._producer.send_batch(
+            batch, topic, partition=partition
+        )
+        return future
 
     async def send(self, record: OutRecord) -> None:
         await self.send_batch([record])
