@@ -199,6 +199,14 @@ def inbox(directory: Path, host: str = "127.0.0.1", port: int = 2525) -> None:
     serve_forever(directory, host, port)
 
 
+@app.command(hidden=True)
+def providers(host: str = "127.0.0.1", port: int = 8010, callbacks: bool = True) -> None:
+    """Run the local SMS (Twilio API), push (FCM v1 API) and webhook provider server."""
+    from journeyman.providers import serve_forever
+
+    serve_forever(host, port, status_callbacks=callbacks)
+
+
 @app.command()
 def demo(
     home: Home = HOME,
