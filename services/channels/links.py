@@ -2,9 +2,9 @@
 one-click unsubscribe, open pixel and click redirects are served by this service; the
 preference page and survey pages by the profile service (`settings.public_url`).
 
-Click tracking rewrites every `href="http..."` of the HTML part to a signed redirect, except
-our own unsubscribe / preference / survey links (already ours, and mail scanners must not
-be sent through a redirect before them)."""
+Click tracking rewrites the `href="http..."` of every `<a>` of the HTML part to a signed
+redirect, except our own unsubscribe / preference / survey links (already ours, and mail
+scanners must not be sent through a redirect before them)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from shared.signing import LinkSigner
 UNSUBSCRIBE, PREFERENCES, SURVEY, CLICK, OPEN = (
     "unsubscribe", "preferences", "survey", "click", "open",
 )  # fmt: skip
-_HREF = re.compile(r"""href=(["'])(https?://[^"']+)\1""", re.IGNORECASE)
+_HREF = re.compile(r"""(<a\b[^>]*?\bhref=)(["'])(https?://[^"']+)\2""", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -58,11 +58,12 @@ class LinkMaker:
             click = self.signer(CLICK)
 
             def rewrite(match: re.Match[str]) -> str:
-                url = unescape(match[2])
+                url = unescape(match[3])
                 if url.startswith(own):
                     return match[0]
                 token = click.sign({"d": dispatch_id, "u": url})
-                return f"href={match[1]}{self.channels_url.rstrip('/')}/t/r/{token}{match[1]}"
+                quote = match[2]
+                return f"{match[1]}{quote}{self.channels_url.rstrip('/')}/t/r/{token}{quote}"
 
             html = _HREF.sub(rewrite, html)
         if opens:
