@@ -148,6 +148,10 @@ class Stack:
             "JOURNEYMAN_API_KEYS": json.dumps([{"key": api_key, "scope": "write"}]),
             "JOURNEYMAN_SMTP_HOST": smtp_host,
             "JOURNEYMAN_SMTP_PORT": str(smtp_port),
+            # one thank-you per order, however many orders: the example journey opts out of
+            # frequency caps, as a marketer would set it in Braze
+            "JOURNEYMAN_CAP_EXEMPT_JOURNEYS": self.env.get("JOURNEYMAN_CAP_EXEMPT_JOURNEYS")
+            or '["post-purchase-thank-you"]',
             "JOURNEYMAN_PUBLIC_URL": self.env.get("JOURNEYMAN_PUBLIC_URL")
             or f"http://127.0.0.1:{self.ports['profile']}",
             "JOURNEYMAN_CHANNELS_PUBLIC_URL": self.env.get("JOURNEYMAN_CHANNELS_PUBLIC_URL")

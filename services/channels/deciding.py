@@ -62,6 +62,14 @@ async def decide_due(
     return await _decide(conn, requests, config, now)
 
 
+def _ignores_caps(request: DispatchRequest, exempt_journeys: frozenset[str]) -> bool:
+    """Braze's "ignore frequency capping": per journey in settings, or per step in the
+    dispatch's `data.overrides.ignore_frequency_caps`."""
+    overrides = request.data.get("overrides")
+    flagged = isinstance(overrides, dict) and overrides.get("ignore_frequency_caps") is True
+    return flagged or request.journey_id in exempt_journeys
+
+
 async def _decide(
     conn: AsyncConnection, todo: Sequence[DispatchRequest], config: PolicyConfig, now: datetime
 ) -> list[Claimed]:
@@ -84,7 +92,7 @@ async def _decide(
     )
     candidates = [
         Candidate(r.dispatch_id, r.profile_id, r.channel, r.message_type, r.priority,
-                  r.requested_at)
+                  r.requested_at, ignore_caps=_ignores_caps(r, config.cap_exempt_journeys))
         for r in todo
     ]  # fmt: skip
     decided = decide_batch(candidates, facts, config, now)

@@ -10,6 +10,6 @@ DECISIONS = Counter(
 OUTCOMES = Counter("jm_channels_messages_total", "Provider outcomes.", ["channel", "status"])
 UNKNOWN = Gauge(
     "jm_channels_unknown_attempts",
-    "Attempts cut off by a crash between claim and provider answer (fate unknown), ever.",
+    "Attempts ever cut off by a crash between claim and provider answer (maybe sent).",
 )
 DEFERRED = Gauge("jm_channels_deferred_pending", "Deferred dispatches waiting to come due.")

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -58,6 +59,9 @@ send_attempts = Table(
     Column("was_unknown", Boolean, nullable=False, server_default="false"),
     Index("ix_send_attempts_caps", "profile_id", "decided_at"),
     Index("ix_send_attempts_journey", "journey_id", "decided_at"),
+    # the sweeper and the unknown report read only these few rows
+    Index("ix_send_attempts_sending", "claimed_at", postgresql_where=text("status = 'sending'")),
+    Index("ix_send_attempts_unknown", "claimed_at", postgresql_where=text("was_unknown")),
 )
 
 deferred = Table(

@@ -69,7 +69,7 @@ class Pipeline:
                 retry_types,
                 self.clock(),
             )
+            UNKNOWN.set(await repository.count_unknown(conn))
         if found:
-            UNKNOWN.inc(len(found))
             log.warning("sends cut off by a crash marked unknown", extra={"count": len(found)})
         return len(found)

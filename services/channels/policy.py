@@ -82,6 +82,7 @@ class PolicyConfig:
     quiet_hours: QuietHours | None = None
     quiet_hours_exempt: frozenset[str] = frozenset({TRANSACTIONAL})
     cap_exempt: frozenset[str] = frozenset({TRANSACTIONAL})
+    cap_exempt_journeys: frozenset[str] = frozenset()
     default_timezone: str = "UTC"
 
     @property
@@ -99,6 +100,7 @@ class Candidate:
     message_type: str
     priority: int
     requested_at: datetime
+    ignore_caps: bool = False  # the journey step opted out of frequency capping
 
 
 @dataclass(frozen=True)
@@ -219,7 +221,7 @@ def decide_one(c: Candidate, facts: Facts, config: PolicyConfig, now: datetime) 
         until = config.quiet_hours.next_allowed(now, zone_of(profile, config.default_timezone))
         if until is not None:
             return Decision("deferred", "quiet hours", address, until)
-    if c.message_type not in config.cap_exempt:
+    if c.message_type not in config.cap_exempt and not c.ignore_caps:
         sent = facts.sent.get(c.profile_id, [])
         for rule in config.caps:
             if not rule.applies(c.channel, c.message_type):

@@ -304,6 +304,11 @@ async def pending_deferrals(conn: AsyncConnection) -> int:
     return int((await conn.execute(select(func.count()).select_from(deferred))).scalar_one())
 
 
+async def count_unknown(conn: AsyncConnection) -> int:
+    query = select(func.count()).select_from(send_attempts).where(send_attempts.c.was_unknown)
+    return int((await conn.execute(query)).scalar_one())
+
+
 async def unknown_attempts(conn: AsyncConnection, limit: int = 500) -> list[dict[str, Any]]:
     rows = await conn.execute(
         select(send_attempts).where(send_attempts.c.was_unknown)

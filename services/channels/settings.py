@@ -51,6 +51,11 @@ class ChannelsSettings(Settings):
     cap_exempt_types: list[str] = Field(
         default_factory=lambda: ["transactional"], description="Message types no cap counts."
     )
+    cap_exempt_journeys: list[str] = Field(
+        default_factory=list,
+        description='Journeys that ignore frequency caps (Braze\'s "ignore frequency capping"); '
+        "a step can also set `overrides.ignore_frequency_caps`.",
+    )
     quiet_hours_start: time | None = Field(
         default=None, description="Local time quiet hours start, e.g. 21:00 (unset: none)."
     )
@@ -119,6 +124,7 @@ class ChannelsSettings(Settings):
             quiet_hours=quiet,
             quiet_hours_exempt=frozenset(self.quiet_hours_exempt_types),
             cap_exempt=frozenset(self.cap_exempt_types),
+            cap_exempt_journeys=frozenset(self.cap_exempt_journeys),
             default_timezone=self.default_timezone,
         )
 

@@ -121,3 +121,12 @@ def test_windows_parse_or_name_the_mistake() -> None:
     assert parse_window("90s") == timedelta(seconds=90)
     with pytest.raises(ValueError, match="7 days"):
         parse_window("7 days")
+
+
+def test_a_journey_may_ignore_frequency_caps_and_still_counts() -> None:
+    facts = Facts(profiles={"p": _profile(MARKETING)})
+    one = PolicyConfig(caps=(CapRule("email", "marketing", 1, timedelta(days=1)),))
+    batch = [_candidate(1), _candidate(2)]
+    exempt = Candidate("d3", "p", "email", "marketing", 0, NOW + timedelta(1), ignore_caps=True)
+    decided = decide_batch([*batch, exempt], facts, one, NOW)
+    assert [decided[d].outcome for d in ("d1", "d2", "d3")] == ["send", "deferred", "send"]
