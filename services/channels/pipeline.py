@@ -33,6 +33,7 @@ class Pipeline:
         self.delivery = delivery
         self.policy = policy
         self.clock = clock
+        self.in_flight: set[str] = set()  # attempts this process is sending right now
 
     async def dispatch(self, requests: Sequence[DispatchRequest]) -> int:
         """A batch from `jm.dispatch`; returns how many were sent to a provider."""
@@ -50,10 +51,15 @@ class Pipeline:
     async def _send(self, claimed: Sequence[Claimed]) -> int:
         if not claimed:
             return 0
-        outcomes = await self.delivery.deliver(claimed)
-        async with self.engine.begin() as conn:
-            records = await delivery.record(conn, outcomes, self.clock())
-            await add_to_outbox(conn, outbox, records)
+        ids = {c.request.dispatch_id for c in claimed}
+        self.in_flight |= ids
+        try:
+            outcomes = await self.delivery.deliver(claimed)
+            async with self.engine.begin() as conn:
+                records = await delivery.record(conn, outcomes, self.clock())
+                await add_to_outbox(conn, outbox, records)
+        finally:
+            self.in_flight -= ids
         self.relay.wake()
         for o in outcomes:
             OUTCOMES.labels(o.claimed.request.channel, o.status).inc()
@@ -68,6 +74,7 @@ class Pipeline:
                 datetime.now(UTC) - unknown_after,
                 retry_types,
                 self.clock(),
+                sorted(self.in_flight),  # alive here, however long the provider takes
             )
             UNKNOWN.set(await repository.count_unknown(conn))
         if found:

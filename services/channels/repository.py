@@ -255,13 +255,21 @@ async def finish_attempts(conn: AsyncConnection, outcomes: Sequence[dict[str, An
 
 
 async def mark_cut_off(
-    conn: AsyncConnection, claimed_before: datetime, retry_types: Sequence[str], now: datetime
+    conn: AsyncConnection,
+    claimed_before: datetime,
+    retry_types: Sequence[str],
+    now: datetime,
+    alive: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Attempts left `sending` by a process that died mid-send: their fate is unknown. Those of
     the retry types go back to the deferral queue (due now); the rest stay `unknown`."""
     rows = await conn.execute(
         update(send_attempts)
-        .where(send_attempts.c.status == "sending", send_attempts.c.claimed_at < claimed_before)
+        .where(
+            send_attempts.c.status == "sending",
+            send_attempts.c.claimed_at < claimed_before,
+            send_attempts.c.dispatch_id.not_in(list(alive)),
+        )
         .values(
             status=case(
                 (send_attempts.c.message_type.in_(list(retry_types) or [""]), "deferred"),
