@@ -171,6 +171,9 @@ class LocalProviders:
         )  # fmt: skip
         self.credentials = credentials
         self._sock = socket.create_server((host, port))
+        # accepted connections inherit it: without it a response sent as headers + body waits
+        # for the client's delayed ACK (40 ms) between the two
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.host, self.port = self._sock.getsockname()[:2]
         config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="off")
         self._server = uvicorn.Server(config)

@@ -107,7 +107,7 @@ class ChannelsSettings(Settings):
     webhook_rate_per_s: float = Field(default=2_000, description="Token bucket of webhooks.")
     provider_tries: int = Field(default=4, description="Tries per message on transient errors.")
     provider_backoff_s: float = Field(default=0.5, description="First retry delay (doubles).")
-    http_connections: int = Field(default=32, description="Keep-alive connections per API.")
+    http_connections: int = Field(default=16, description="Keep-alive connections per API.")
 
     def policy(self) -> PolicyConfig:
         caps = self.caps

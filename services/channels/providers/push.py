@@ -3,8 +3,6 @@ a bearer token and `{"message": {"token", "notification": {"title", "body"}, "da
 
 from __future__ import annotations
 
-import httpx
-
 from services.channels.providers import http
 from services.channels.providers.base import Message, PermanentSendError
 from services.channels.settings import ChannelsSettings
@@ -16,11 +14,11 @@ class FcmPush:
     def __init__(self, settings: ChannelsSettings) -> None:
         self._settings = settings
         self._path = f"/v1/projects/{settings.fcm_project}/messages:send"
-        self._http: httpx.AsyncClient | None = None
+        self._http: http.Lanes | None = None
 
     async def start(self) -> None:
         s = self._settings
-        self._http = http.client(
+        self._http = http.Lanes(
             s.fcm_base_url, s.http_connections,
             headers={"Authorization": f"Bearer {s.fcm_token.get_secret_value()}"},
         )  # fmt: skip
@@ -39,7 +37,7 @@ class FcmPush:
                 "data": {"dispatch_id": message.dispatch_id, **message.data},
             }
         }  # fmt: skip
-        response = await http.post(self._http, self._path, json=body)
+        response = await self._http.post(self._path, json=body)
         name = response.json().get("name")
         if not isinstance(name, str):
             raise PermanentSendError(f"push API answered without a name: {response.text[:200]}")
@@ -47,4 +45,4 @@ class FcmPush:
 
     async def health(self) -> str:
         assert self._http is not None
-        return await http.reachable(self._http, f"/v1/projects/{self._settings.fcm_project}")
+        return await self._http.get_status(f"/v1/projects/{self._settings.fcm_project}")

@@ -7,8 +7,6 @@ import base64
 import hashlib
 import hmac
 
-import httpx
-
 from services.channels.providers import http
 from services.channels.providers.base import Message, PermanentSendError
 from services.channels.settings import ChannelsSettings
@@ -21,11 +19,11 @@ class TwilioSms:
         self._settings = settings
         self._path = f"/2010-04-01/Accounts/{settings.twilio_account_sid}/Messages.json"
         self._callback = f"{settings.channels_public_url.rstrip('/')}/t/hooks/twilio"
-        self._http: httpx.AsyncClient | None = None
+        self._http: http.Lanes | None = None
 
     async def start(self) -> None:
         s = self._settings
-        self._http = http.client(
+        self._http = http.Lanes(
             s.twilio_base_url, s.http_connections,
             auth=(s.twilio_account_sid, s.twilio_auth_token.get_secret_value()),
         )  # fmt: skip
@@ -40,7 +38,7 @@ class TwilioSms:
             "To": message.to, "From": self._settings.sms_from, "Body": message.parts["sms"],
             "StatusCallback": self._callback,
         }  # fmt: skip
-        response = await http.post(self._http, self._path, data=form)
+        response = await self._http.post(self._path, data=form)
         sid = response.json().get("sid")
         if not isinstance(sid, str):
             raise PermanentSendError(f"SMS API answered without a sid: {response.text[:200]}")
@@ -48,7 +46,7 @@ class TwilioSms:
 
     async def health(self) -> str:
         assert self._http is not None
-        return await http.reachable(self._http, self._path.removesuffix("/Messages.json") + ".json")
+        return await self._http.get_status(self._path.removesuffix("/Messages.json") + ".json")
 
 
 def twilio_signature(auth_token: str, url: str, params: dict[str, str]) -> str:

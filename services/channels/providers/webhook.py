@@ -8,8 +8,6 @@ import hashlib
 import hmac
 import time
 
-import httpx
-
 from services.channels.providers import http
 from services.channels.providers.base import Message
 from services.channels.settings import ChannelsSettings
@@ -40,10 +38,10 @@ class WebhookProvider:
 
     def __init__(self, settings: ChannelsSettings) -> None:
         self._settings = settings
-        self._http: httpx.AsyncClient | None = None
+        self._http: http.Lanes | None = None
 
     async def start(self) -> None:
-        self._http = http.client("", self._settings.http_connections)
+        self._http = http.Lanes("", self._settings.http_connections)
 
     async def close(self) -> None:
         if self._http is not None:
@@ -57,7 +55,7 @@ class WebhookProvider:
             "Content-Type": "application/json", SIGNATURE_HEADER: signature,
             "X-Journeyman-Dispatch-Id": message.dispatch_id,
         }  # fmt: skip
-        await http.post(self._http, message.to, content=body, headers=headers)
+        await self._http.post(message.to, content=body, headers=headers)
         return message.dispatch_id
 
     async def health(self) -> str:
