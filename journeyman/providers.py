@@ -9,7 +9,8 @@ Like the real services it refuses what they refuse: a wrong key is 401, a missin
 token `invalid` 404 `UNREGISTERED`. With `status_callbacks`, every accepted SMS is followed by
 a signed `delivered` status callback to its `StatusCallback` URL, as Twilio does.
 
-`GET /_received/{kind}` (sms, push, webhook) lists what arrived; `GET /_counts` counts it.
+`GET /_received/{kind}` (sms, push, webhook) lists what arrived; `GET /_counts` counts it;
+`POST /_fail {"count": n, "status": 503}` makes the next n sends fail (outages in tests).
 """
 
 from __future__ import annotations
@@ -56,6 +57,14 @@ def build_app(
     ids = itertools.count(1)
     expected_basic = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
     callbacks: set[asyncio.Task[None]] = set()
+    failing = {"count": 0, "status": 503}
+
+    def outage() -> Response | None:
+        if failing["count"] <= 0:
+            return None
+        failing["count"] -= 1
+        return _json({"code": 20500, "message": "injected outage"}, failing["status"])
+
     client: list[httpx.AsyncClient] = []
 
     async def callback(url: str, sid: str, to: str) -> None:
@@ -72,6 +81,8 @@ def build_app(
             request.headers.get("authorization") != expected_basic
         ):
             return _json({"code": 20003, "message": "Authenticate", "status": 401}, 401)
+        if (down := outage()) is not None:
+            return down
         form = dict(parse_qsl((await request.body()).decode()))
         for name in ("To", "From", "Body"):
             if not form.get(name):
@@ -97,6 +108,8 @@ def build_app(
             request.headers.get("authorization") != f"Bearer {bearer}"
         ):
             return _json({"error": {"code": 401, "status": "UNAUTHENTICATED"}}, 401)
+        if (down := outage()) is not None:
+            return down
         try:
             body = orjson.loads(await request.body())
             token = body["message"]["token"]
@@ -120,6 +133,20 @@ def build_app(
         )  # fmt: skip
         return _json({"ok": True})
 
+    app = Starlette(routes=[
+        Route("/2010-04-01/Accounts/{sid}/Messages.json", sms, methods=["POST"]),
+        Route("/2010-04-01/Accounts/{sid}.json", account, methods=["GET"]),
+        Route("/v1/projects/{project}/messages:send", push, methods=["POST"]),
+        Route("/v1/projects/{project}", project_info, methods=["GET"]),
+        Route("/hooks/{name}", hook, methods=["POST"]),
+        *_control_routes(received, failing),
+    ])  # fmt: skip
+    return app, received
+
+
+def _control_routes(received: Received, failing: dict[str, int]) -> list[Route]:
+    """What tests and the benchmark use: what arrived, and injected outages."""
+
     async def listing(request: Request) -> Response:
         kind = request.path_params["kind"]
         if kind not in ("sms", "push", "webhook"):
@@ -130,23 +157,24 @@ def build_app(
         return _json({"sms": len(received.sms), "push": len(received.push),
                       "webhook": len(received.webhook)})  # fmt: skip
 
+    async def fail(request: Request) -> Response:
+        body = orjson.loads(await request.body() or b"{}")
+        failing["count"] = int(body.get("count", 1))
+        failing["status"] = int(body.get("status", 503))
+        return _json(failing)
+
     async def reset(_: Request) -> Response:
         received.sms.clear()
         received.push.clear()
         received.webhook.clear()
         return _json({"ok": True})
 
-    app = Starlette(routes=[
-        Route("/2010-04-01/Accounts/{sid}/Messages.json", sms, methods=["POST"]),
-        Route("/2010-04-01/Accounts/{sid}.json", account, methods=["GET"]),
-        Route("/v1/projects/{project}/messages:send", push, methods=["POST"]),
-        Route("/v1/projects/{project}", project_info, methods=["GET"]),
-        Route("/hooks/{name}", hook, methods=["POST"]),
+    return [
         Route("/_received/{kind}", listing, methods=["GET"]),
         Route("/_counts", counts, methods=["GET"]),
         Route("/_reset", reset, methods=["POST"]),
-    ])  # fmt: skip
-    return app, received
+        Route("/_fail", fail, methods=["POST"]),
+    ]
 
 
 @dataclass(frozen=True)
