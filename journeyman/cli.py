@@ -208,11 +208,21 @@ def validate(
 
 
 @app.command(hidden=True)
-def inbox(directory: Path, host: str = "127.0.0.1", port: int = 2525) -> None:
+def inbox(directory: Path, host: str = "127.0.0.1", port: int = 2525, keep: bool = True) -> None:
     """Run the local SMTP inbox: every message becomes an .eml file in DIRECTORY."""
     from journeyman.inbox import serve_forever
 
-    serve_forever(directory, host, port)
+    serve_forever(directory, host, port, keep=keep)
+
+
+@app.command(hidden=True)
+def providers(
+    host: str = "127.0.0.1", port: int = 8010, callbacks: bool = True, keep: bool = True
+) -> None:
+    """Run the local SMS (Twilio API), push (FCM v1 API) and webhook provider server."""
+    from journeyman.providers import serve_forever
+
+    serve_forever(host, port, status_callbacks=callbacks, keep_bodies=keep)
 
 
 @app.command()

@@ -13,6 +13,7 @@ import asyncio
 import os
 import signal
 import socket
+import sys
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -38,6 +39,18 @@ class _SaveToDirectory:
         return "250 Message accepted for delivery"
 
 
+class _CountOnly:
+    """Accept and count, keep nothing: the benchmark's SMTP server, so disk writes are not
+    what is measured."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def handle_DATA(self, _server: SMTP, _session: Session, _envelope: Envelope) -> str:
+        self.count += 1
+        return "250 Message accepted for delivery"
+
+
 def _write_atomically(target: Path, data: bytes) -> None:
     partial = target.with_suffix(".tmp")
     partial.write_bytes(data)
@@ -59,11 +72,16 @@ class _Controller(Controller):
 class SmtpInbox:
     """An SMTP server on `host:port` (port 0: any free one) that runs in its own thread."""
 
-    def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, directory: Path, host: str = "127.0.0.1", port: int = 0, *, keep: bool = True
+    ) -> None:
         self.directory = directory
         self.host = host
         self._wanted_port = port
         self._controller: _Controller | None = None
+        self._handler: _SaveToDirectory | _CountOnly = (
+            _SaveToDirectory(directory) if keep else _CountOnly()
+        )
 
     def start(self) -> tuple[str, int]:
         """Listen (in a background thread); return the address to send to."""
@@ -72,7 +90,7 @@ class SmtpInbox:
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
             sock = socket.create_server((self.host, self._wanted_port), family=family)
             controller = _Controller(
-                _SaveToDirectory(self.directory), sock, server_hostname="journeyman-inbox",
+                self._handler, sock, server_hostname="journeyman-inbox",
                 data_size_limit=25 * 2**20,
             )  # fmt: skip
             try:
@@ -94,6 +112,11 @@ class SmtpInbox:
         if controller is not None:
             controller.stop()
 
+    @property
+    def counted(self) -> int | None:
+        """Messages accepted, in count-only mode (None when they are kept as files)."""
+        return self._handler.count if isinstance(self._handler, _CountOnly) else None
+
     def messages(self) -> list[Path]:
         """The received messages, oldest first."""
         return sorted(self.directory.glob("*.eml"))
@@ -106,10 +129,16 @@ class SmtpInbox:
         self.stop()
 
 
-def serve_forever(directory: Path, host: str = "127.0.0.1", port: int = 2525) -> None:
-    """Run the inbox until SIGINT or SIGTERM (`journeyman up` runs it as its own process)."""
+def serve_forever(
+    directory: Path, host: str = "127.0.0.1", port: int = 2525, *, keep: bool = True
+) -> None:
+    """Run the inbox until SIGINT or SIGTERM (`journeyman up` runs it as its own process). In
+    count-only mode the count is printed on the way out (`accepted <n>`)."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with SmtpInbox(directory, host, port):
+    with SmtpInbox(directory, host, port, keep=keep) as inbox:
         stop.wait()
+    if inbox.counted is not None:
+        sys.stdout.write(f"accepted {inbox.counted}\n")
+        sys.stdout.flush()

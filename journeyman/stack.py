@@ -46,6 +46,7 @@ class StackInfo:
     pids: dict[str, int] = field(default_factory=dict)
     write_key: str = ""
     api_key: str = ""
+    providers: str = ""  # the local SMS / push / webhook provider server, if we started it
 
 
 def load_keys(home: Path, env: Mapping[str, str]) -> tuple[str, str]:
@@ -127,6 +128,16 @@ class Stack:
                  "--port", str(smtp_port)],
                 {},
             )  # fmt: skip
+        providers_url = ""
+        if not self.env.get("JOURNEYMAN_TWILIO_BASE_URL"):
+            providers_url = f"http://127.0.0.1:{free_port()}"
+            self.say("starting the local SMS / push / webhook provider server")
+            self._spawn(
+                "providers",
+                [sys.executable, "-m", "journeyman.cli", "providers",
+                 "--port", providers_url.rsplit(":", 1)[1]],
+                {},
+            )  # fmt: skip
         service_env = {
             # Tansu answers a group join only after half the session timeout: keep it short on
             # the embedded broker so services start in a second, not five.
@@ -137,12 +148,26 @@ class Stack:
             "JOURNEYMAN_API_KEYS": json.dumps([{"key": api_key, "scope": "write"}]),
             "JOURNEYMAN_SMTP_HOST": smtp_host,
             "JOURNEYMAN_SMTP_PORT": str(smtp_port),
-        }
+            # one thank-you per order, however many orders: the example journey opts out of
+            # frequency caps, as a marketer would set it in Braze
+            "JOURNEYMAN_CAP_EXEMPT_JOURNEYS": self.env.get("JOURNEYMAN_CAP_EXEMPT_JOURNEYS")
+            or '["post-purchase-thank-you"]',
+            "JOURNEYMAN_PUBLIC_URL": self.env.get("JOURNEYMAN_PUBLIC_URL")
+            or f"http://127.0.0.1:{self.ports['profile']}",
+            "JOURNEYMAN_CHANNELS_PUBLIC_URL": self.env.get("JOURNEYMAN_CHANNELS_PUBLIC_URL")
+            or f"http://127.0.0.1:{self.ports['channels']}",
+            **(
+                {"JOURNEYMAN_TWILIO_BASE_URL": providers_url,
+                 "JOURNEYMAN_FCM_BASE_URL": providers_url}
+                if providers_url
+                else {}
+            ),
+        }  # fmt: skip
         self.info = StackInfo(
             home=str(self.home), database_url=database_url, kafka_bootstrap_servers=bootstrap,
             embedded_database=self._postgres is not None, embedded_broker=self._kafka is not None,
             smtp=f"{smtp_host}:{smtp_port}", outbox_dir=str(outbox_dir),
-            write_key=write_key, api_key=api_key,
+            write_key=write_key, api_key=api_key, providers=providers_url,
         )  # fmt: skip
         for service in SERVICES:
             port = self.ports[service]

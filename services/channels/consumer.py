@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.channels import service
-from services.channels.models import outbox
-from services.channels.providers.email import SmtpProvider
-from services.channels.templates import Templates
+from services.channels import repository
+from services.channels.pipeline import Pipeline
 from shared.consumer import BatchHandler, Record, Rejected
 from shared.contracts import DispatchRequest, ProfileSnapshot
 from shared.decoding import decode_all, model_decoder
-from shared.outbox import OutboxRelay, add_to_outbox
 from shared.runtime import Runtime
 
 _decode_profile = model_decoder(ProfileSnapshot)
@@ -23,23 +20,16 @@ def profiles_handler(runtime: Runtime) -> BatchHandler:
         live = [r for r in records if r.value is not None]  # compaction tombstones carry nothing
         decoded, rejected = decode_all(live, _decode_profile)
         async with runtime.engine.begin() as conn:
-            await service.remember_profiles(conn, [p.model_dump(mode="json") for _, p in decoded])
+            await repository.upsert_contacts(conn, [p.model_dump(mode="json") for _, p in decoded])
         return rejected
 
     return handle
 
 
-def dispatch_handler(
-    runtime: Runtime, relay: OutboxRelay, templates: Templates, email: SmtpProvider
-) -> BatchHandler:
+def dispatch_handler(pipeline: Pipeline) -> BatchHandler:
     async def handle(records: Sequence[Record]) -> Sequence[Rejected]:
         decoded, rejected = decode_all(records, _decode_dispatch)
-        async with runtime.engine.begin() as conn:
-            claimed = await service.claim(conn, [d for _, d in decoded])
-        outcomes = await service.deliver(claimed, templates, email)
-        async with runtime.engine.begin() as conn:
-            await add_to_outbox(conn, outbox, await service.record(conn, outcomes))
-        relay.wake()
+        await pipeline.dispatch([d for _, d in decoded])
         return rejected
 
     return handle

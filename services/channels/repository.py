@@ -1,4 +1,5 @@
-"""All SQL of the channels service."""
+"""All SQL of the channels service: the profile projection, send attempts and the policy's
+facts. Every hot-path statement takes a whole batch (`= ANY($1)`, executemany)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,25 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, null, select, update
+import orjson
+from sqlalchemy import DateTime, bindparam, case, delete, func, null, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.channels.models import contacts, send_attempts
+from services.channels.models import (
+    contacts,
+    decisions,
+    deferred,
+    message_events,
+    optouts,
+    send_attempts,
+    suppressions,
+)
+from services.channels.policy import OptOut
 from shared.db import any_of
+
+WHEN = DateTime(timezone=True)
+COUNTED = ("sending", "sent", "unknown")  # attempts a frequency cap counts
 
 
 async def upsert_contacts(conn: AsyncConnection, snapshots: Iterable[dict[str, Any]]) -> None:
@@ -37,6 +51,23 @@ async def upsert_contacts(conn: AsyncConnection, snapshots: Iterable[dict[str, A
     await conn.execute(stmt, rows)
 
 
+async def lock_contacts(
+    conn: AsyncConnection, profile_ids: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """The current snapshots, locked until commit (in id order, so batches never deadlock):
+    a consent change or another batch for the same customer waits for this decision."""
+    ids = sorted(set(profile_ids))
+    if not ids:
+        return {}
+    rows = await conn.execute(
+        select(contacts.c.profile_id, contacts.c.snapshot)
+        .where(any_of(contacts.c.profile_id, ids))
+        .order_by(contacts.c.profile_id)
+        .with_for_update()
+    )
+    return {row.profile_id: row.snapshot for row in rows}
+
+
 async def contacts_of(
     conn: AsyncConnection, profile_ids: Iterable[str]
 ) -> dict[str, dict[str, Any]]:
@@ -49,21 +80,176 @@ async def contacts_of(
     return {row.profile_id: row.snapshot for row in rows}
 
 
+async def optouts_of(conn: AsyncConnection, profile_ids: Sequence[str]) -> dict[str, list[OptOut]]:
+    if not profile_ids:
+        return {}
+    rows = await conn.execute(select(optouts).where(any_of(optouts.c.profile_id, profile_ids)))
+    out: dict[str, list[OptOut]] = {}
+    for r in rows:
+        out.setdefault(r.profile_id, []).append(OptOut(r.channel, r.message_type, r.at.isoformat()))
+    return out
+
+
+async def add_optout(
+    conn: AsyncConnection, profile_id: str, channel: str, message_type: str, at: datetime
+) -> None:
+    stmt = insert(optouts).values(
+        profile_id=profile_id, channel=channel, message_type=message_type, at=at
+    )
+    await conn.execute(
+        stmt.on_conflict_do_update(index_elements=list(optouts.primary_key), set_={"at": at})
+    )
+
+
+async def suppressed_among(
+    conn: AsyncConnection, addresses: Iterable[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    wanted = {(ch, a.lower()) for ch, a in addresses}
+    if not wanted:
+        return set()
+    rows = await conn.execute(
+        select(suppressions.c.channel, suppressions.c.address).where(
+            any_of(suppressions.c.address, sorted({a for _, a in wanted}))
+        )
+    )
+    return {(r.channel, r.address) for r in rows} & wanted
+
+
+async def sends_since(
+    conn: AsyncConnection, profile_ids: Sequence[str], since: datetime
+) -> dict[str, list[tuple[str, str, datetime]]]:
+    """What the caps count: attempts sent (or maybe sent) since `since`, by profile."""
+    out: dict[str, list[tuple[str, str, datetime]]] = {}
+    if not profile_ids:
+        return out
+    rows = await conn.execute(
+        select(
+            send_attempts.c.profile_id, send_attempts.c.channel,
+            send_attempts.c.message_type, send_attempts.c.decided_at,
+        ).where(
+            any_of(send_attempts.c.profile_id, profile_ids),
+            send_attempts.c.decided_at > since,
+            send_attempts.c.status.in_(COUNTED),
+        )
+    )  # fmt: skip
+    for r in rows:
+        out.setdefault(r.profile_id, []).append((r.channel, r.message_type, r.decided_at))
+    return out
+
+
+_CLAIM = text("""
+    INSERT INTO channels.send_attempts (dispatch_id, profile_id, channel, message_type, template,
+        journey_id, step_id, status, priority, request)
+    SELECT d, p, c, m, t, j, s, 'sending', pr, r::jsonb
+    FROM unnest(CAST(:d AS text[]), CAST(:p AS text[]), CAST(:c AS text[]), CAST(:m AS text[]),
+                CAST(:t AS text[]), CAST(:j AS text[]), CAST(:s AS text[]), CAST(:pr AS int[]),
+                CAST(:r AS text[])) AS x(d, p, c, m, t, j, s, pr, r)
+    ON CONFLICT (dispatch_id) DO NOTHING
+    RETURNING dispatch_id
+""")
+
+
 async def claim_attempts(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> set[str]:
-    """Insert send attempts; return the dispatch ids never seen before."""
+    """Insert send attempts as `sending`; return the dispatch ids never seen before. One
+    statement of arrays whatever the batch size (a multi-row VALUES costs SQLAlchemy a second
+    to compile for 2,000 rows)."""
     if not rows:
         return set()
-    stmt = (
-        insert(send_attempts)
-        .values(list(rows))
-        .on_conflict_do_nothing()
-        .returning(send_attempts.c.dispatch_id)
+    columns = {"d": "dispatch_id", "p": "profile_id", "c": "channel", "m": "message_type",
+               "t": "template", "j": "journey_id", "s": "step_id", "pr": "priority"}  # fmt: skip
+    params: dict[str, list[Any]] = {k: [r[v] for r in rows] for k, v in columns.items()}
+    params["r"] = [orjson.dumps(r["request"]).decode() for r in rows]
+    return set((await conn.execute(_CLAIM, params)).scalars())
+
+
+_DECIDED = text("""
+    UPDATE channels.send_attempts a
+    SET status = x.st, reason = x.re, address = x.ad, decided_at = :at,
+        finished_at = CASE WHEN x.st = 'suppressed' THEN CAST(:at AS timestamptz) END,
+        -- the cut-off sweeper measures a `sending` attempt from the moment it was let go
+        claimed_at = CASE WHEN x.st = 'sending' THEN now() ELSE a.claimed_at END
+    FROM unnest(CAST(:d AS text[]), CAST(:st AS text[]), CAST(:re AS text[]),
+                CAST(:ad AS text[])) AS x(d, st, re, ad)
+    WHERE a.dispatch_id = x.d
+""")
+_LOG_COLUMNS = ("dispatch_id", "profile_id", "journey_id", "step_id", "channel", "message_type",
+                "decision")  # fmt: skip
+_LOGGED = text("""
+    INSERT INTO channels.decisions (dispatch_id, profile_id, journey_id, step_id, channel,
+        message_type, decision, reason, at)
+    SELECT *, CAST(:at AS timestamptz)
+    FROM unnest(CAST(:dispatch_id AS text[]), CAST(:profile_id AS text[]),
+                CAST(:journey_id AS text[]), CAST(:step_id AS text[]), CAST(:channel AS text[]),
+                CAST(:message_type AS text[]), CAST(:decision AS text[]), CAST(:reason AS text[]))
+""")
+
+
+async def save_decisions(
+    conn: AsyncConnection, rows: Sequence[dict[str, Any]], at: datetime
+) -> None:
+    """Store policy decisions on the attempts, the deferral queue and the message log.
+
+    rows: `{dispatch_id, profile_id, journey_id, step_id, channel, message_type, status,
+    reason, address, not_before}` where status is sending, suppressed or deferred."""
+    if not rows:
+        return
+    await conn.execute(
+        _DECIDED,
+        {"d": [r["dispatch_id"] for r in rows], "st": [r["status"] for r in rows],
+         "re": [r["reason"] for r in rows], "ad": [r["address"] for r in rows], "at": at},
+    )  # fmt: skip
+    later = [r for r in rows if r["status"] == "deferred"]
+    if later:
+        stmt = insert(deferred)
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[deferred.c.dispatch_id],
+                set_={"due_at": stmt.excluded.due_at, "reason": stmt.excluded.reason},
+            ),
+            [{"dispatch_id": r["dispatch_id"], "profile_id": r["profile_id"],
+              "due_at": r["not_before"], "reason": r["reason"]} for r in later],
+        )  # fmt: skip
+    done = [r["dispatch_id"] for r in rows if r["status"] != "deferred"]
+    if done:
+        await conn.execute(delete(deferred).where(any_of(deferred.c.dispatch_id, done)))
+    await log_decisions(
+        conn, [{**r, "decision": r["status"].replace("sending", "send")} for r in rows], at
     )
-    return set((await conn.execute(stmt)).scalars())
+
+
+async def log_decisions(
+    conn: AsyncConnection, rows: Sequence[dict[str, Any]], at: datetime
+) -> None:
+    """Append to the message log: `{dispatch_id, profile_id, journey_id, step_id, channel,
+    message_type, decision, reason}`."""
+    if not rows:
+        return
+    await conn.execute(
+        _LOGGED,
+        {"at": at, **{k: [r[k] for r in rows] for k in _LOG_COLUMNS},
+         "reason": [r.get("reason") or r["decision"] for r in rows]},
+    )  # fmt: skip
+
+
+async def due_deferrals(conn: AsyncConnection, now: datetime, limit: int) -> list[dict[str, Any]]:
+    """Deferred dispatches now due, locked (SKIP LOCKED: workers side by side take different
+    ones); returns the original requests."""
+    due = (
+        select(deferred.c.dispatch_id)
+        .where(deferred.c.due_at <= now)
+        .order_by(deferred.c.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).subquery()
+    rows = await conn.execute(
+        select(send_attempts.c.request).join(due, due.c.dispatch_id == send_attempts.c.dispatch_id)
+    )
+    return [r.request for r in rows]
 
 
 async def finish_attempts(conn: AsyncConnection, outcomes: Sequence[dict[str, Any]]) -> None:
-    """Set status/reason/address of attempts: `[{dispatch_id, status, reason, address}]`."""
+    """Set status/reason/address of attempts: `[{dispatch_id, status, reason, address, tries,
+    provider_message_id}]`."""
     if not outcomes:
         return
     stmt = (
@@ -73,6 +259,7 @@ async def finish_attempts(conn: AsyncConnection, outcomes: Sequence[dict[str, An
             status=bindparam("b_status"),
             reason=bindparam("b_reason"),
             address=bindparam("b_address"),
+            provider_message_id=bindparam("b_pid"),
             attempts=send_attempts.c.attempts + bindparam("b_tries"),
             finished_at=case((bindparam("b_status") == "sending", null()), else_=func.now()),
         )
@@ -81,22 +268,58 @@ async def finish_attempts(conn: AsyncConnection, outcomes: Sequence[dict[str, An
         stmt,
         [
             {"b_id": o["dispatch_id"], "b_status": o["status"], "b_reason": o.get("reason"),
-             "b_address": o.get("address"), "b_tries": o.get("tries", 0)}
+             "b_address": o.get("address"), "b_tries": o.get("tries", 0),
+             "b_pid": o.get("provider_message_id")}
             for o in outcomes
         ],
     )  # fmt: skip
 
 
-async def mark_cut_off(conn: AsyncConnection, claimed_before: datetime) -> int:
-    """Attempts left `sending` by a process that died mid-send: their fate is unknown."""
-    result = await conn.execute(
+async def mark_cut_off(
+    conn: AsyncConnection,
+    claimed_before: datetime,
+    retry_types: Sequence[str],
+    now: datetime,
+    alive: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """Attempts left `sending` by a process that died mid-send: their fate is unknown. Those of
+    the retry types go back to the deferral queue (due now); the rest stay `unknown`."""
+    rows = await conn.execute(
         update(send_attempts)
-        .where(send_attempts.c.status == "sending", send_attempts.c.claimed_at < claimed_before)
-        .values(
-            status="unknown", reason="cut off before the provider answered", finished_at=func.now()
+        .where(
+            send_attempts.c.status == "sending",
+            send_attempts.c.claimed_at < claimed_before,
+            send_attempts.c.dispatch_id.not_in(list(alive)),
         )
-    )
-    return int(result.rowcount or 0)
+        .values(
+            status=case(
+                (send_attempts.c.message_type.in_(list(retry_types) or [""]), "deferred"),
+                else_="unknown",
+            ),
+            reason="cut off before the provider answered",
+            was_unknown=True,
+            finished_at=func.now(),
+        )
+        .returning(*(send_attempts.c[n] for n in (
+            "dispatch_id", "profile_id", "journey_id", "step_id", "channel", "message_type",
+            "status")))
+    )  # fmt: skip
+    found = [dict(r._mapping) for r in rows]
+    retried = [r for r in found if r["status"] == "deferred"]
+    if retried:
+        await conn.execute(
+            insert(deferred).on_conflict_do_nothing(),
+            [{"dispatch_id": r["dispatch_id"], "profile_id": r["profile_id"], "due_at": now,
+              "reason": "retry after unknown"} for r in retried],
+        )  # fmt: skip
+    await log_decisions(
+        conn,
+        [{**r, "decision": "unknown", "reason": "cut off before the provider answered"
+          + ("; retried (configured for this message type)" if r["status"] == "deferred"
+             else "; not retried")} for r in found],
+        now,
+    )  # fmt: skip
+    return found
 
 
 async def status_counts(conn: AsyncConnection) -> dict[str, int]:
@@ -106,9 +329,147 @@ async def status_counts(conn: AsyncConnection) -> dict[str, int]:
     return dict(rows.tuples().all())
 
 
-async def attempts_of(conn: AsyncConnection, profile_id: str) -> list[dict[str, Any]]:
+async def pending_deferrals(conn: AsyncConnection) -> int:
+    return int((await conn.execute(select(func.count()).select_from(deferred))).scalar_one())
+
+
+async def count_unknown(conn: AsyncConnection) -> int:
+    query = select(func.count()).select_from(send_attempts).where(send_attempts.c.was_unknown)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def unknown_attempts(conn: AsyncConnection, limit: int = 500) -> list[dict[str, Any]]:
     rows = await conn.execute(
-        select(send_attempts).where(send_attempts.c.profile_id == profile_id)
-        .order_by(send_attempts.c.claimed_at.desc()).limit(100)
+        select(send_attempts).where(send_attempts.c.was_unknown)
+        .order_by(send_attempts.c.claimed_at.desc()).limit(limit)
     )  # fmt: skip
-    return [dict(r._mapping) for r in rows]
+    return [_attempt(r) for r in rows]
+
+
+async def attempts_where(
+    conn: AsyncConnection, *, profile_id: str | None = None, journey_id: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Latest attempts with the decisions logged for each (oldest decision first)."""
+    query = select(send_attempts).order_by(send_attempts.c.claimed_at.desc()).limit(limit)
+    if profile_id is not None:
+        query = query.where(send_attempts.c.profile_id == profile_id)
+    if journey_id is not None:
+        query = query.where(send_attempts.c.journey_id == journey_id)
+    attempts = [_attempt(r) for r in await conn.execute(query)]
+    ids = [a["dispatch_id"] for a in attempts]
+    log: dict[str, list[dict[str, Any]]] = {}
+    if ids:
+        rows = await conn.execute(
+            select(decisions.c.dispatch_id, decisions.c.decision, decisions.c.reason,
+                   decisions.c.at)
+            .where(any_of(decisions.c.dispatch_id, ids)).order_by(decisions.c.id)
+        )  # fmt: skip
+        for r in rows:
+            log.setdefault(r.dispatch_id, []).append(
+                {"decision": r.decision, "reason": r.reason, "at": r.at.isoformat()}
+            )
+    for a in attempts:
+        a["decisions"] = log.get(a["dispatch_id"], [])
+    return attempts
+
+
+def _attempt(row: Any) -> dict[str, Any]:
+    out = dict(row._mapping)
+    out.pop("request", None)
+    for key in ("claimed_at", "finished_at", "decided_at"):
+        if out.get(key) is not None:
+            out[key] = out[key].isoformat()
+    return out
+
+
+async def attempt(conn: AsyncConnection, dispatch_id: str) -> dict[str, Any] | None:
+    row = (
+        await conn.execute(select(send_attempts).where(send_attempts.c.dispatch_id == dispatch_id))
+    ).first()
+    return None if row is None else {**dict(row._mapping)}
+
+
+async def attempt_by_provider_id(conn: AsyncConnection, provider_id: str) -> dict[str, Any] | None:
+    row = (
+        await conn.execute(
+            select(send_attempts).where(send_attempts.c.provider_message_id == provider_id)
+        )
+    ).first()
+    return None if row is None else {**dict(row._mapping)}
+
+
+async def add_suppression(conn: AsyncConnection, channel: str, address: str, reason: str) -> None:
+    stmt = insert(suppressions).values(channel=channel, address=address.lower(), reason=reason)
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[suppressions.c.channel, suppressions.c.address],
+            set_={"reason": reason},
+        )
+    )
+
+
+async def remove_suppression(conn: AsyncConnection, channel: str, address: str) -> bool:
+    result = await conn.execute(
+        delete(suppressions).where(
+            suppressions.c.channel == channel, suppressions.c.address == address.lower()
+        )
+    )
+    return bool(result.rowcount)
+
+
+async def list_suppressions(conn: AsyncConnection, channel: str | None) -> list[dict[str, Any]]:
+    query = select(suppressions).order_by(suppressions.c.created_at.desc()).limit(1000)
+    if channel:
+        query = query.where(suppressions.c.channel == channel)
+    return [
+        {**dict(r._mapping), "created_at": r.created_at.isoformat()}
+        for r in await conn.execute(query)
+    ]
+
+
+async def add_message_event(
+    conn: AsyncConnection, attempt: dict[str, Any], kind: str, detail: str, at: datetime
+) -> bool:
+    """Count an engagement or delivery event; True the first time (it is then published)."""
+    stmt = insert(message_events).values(
+        dispatch_id=attempt["dispatch_id"], kind=kind, detail=detail, channel=attempt["channel"],
+        journey_id=attempt["journey_id"], step_id=attempt["step_id"], first_at=at,
+    )  # fmt: skip
+    upsert = stmt.on_conflict_do_update(
+        index_elements=list(message_events.primary_key),
+        set_={"count": message_events.c.count + 1},
+    ).returning(text("xmax = 0 AS inserted"))
+    return bool((await conn.execute(upsert)).scalar_one())
+
+
+async def message_stats(
+    conn: AsyncConnection, journey_id: str | None, since: datetime | None,
+    until: datetime | None, bucket: str,
+) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
+    """Counts per bucket, channel, journey and step: attempts by status (sent counted when
+    decided) and message events (each dispatch once per kind)."""
+    params: dict[str, Any] = {"journey": journey_id, "since": since, "until": until,
+                              "bucket": bucket}  # fmt: skip
+    attempts_sql = text("""
+        SELECT date_trunc(:bucket, coalesce(decided_at, claimed_at)) AS bucket, channel,
+               journey_id, step_id, status AS kind, count(*) AS n
+        FROM channels.send_attempts
+        WHERE (CAST(:journey AS text) IS NULL OR journey_id = :journey)
+          AND (CAST(:since AS timestamptz) IS NULL OR coalesce(decided_at, claimed_at) >= :since)
+          AND (CAST(:until AS timestamptz) IS NULL OR coalesce(decided_at, claimed_at) < :until)
+        GROUP BY 1, 2, 3, 4, 5
+    """)
+    events_sql = text("""
+        SELECT date_trunc(:bucket, first_at) AS bucket, channel, journey_id, step_id, kind,
+               count(DISTINCT dispatch_id) AS n
+        FROM channels.message_events
+        WHERE (CAST(:journey AS text) IS NULL OR journey_id = :journey)
+          AND (CAST(:since AS timestamptz) IS NULL OR first_at >= :since)
+          AND (CAST(:until AS timestamptz) IS NULL OR first_at < :until)
+        GROUP BY 1, 2, 3, 4, 5
+    """)
+    out: list[dict[str, Any]] = []
+    for sql in (attempts_sql, events_sql):
+        out.extend(dict(r._mapping) for r in await conn.execute(sql, params))
+    return {"rows": out}

@@ -1,1 +1,2 @@
-"""Message providers, one interface each: send or raise Transient/PermanentSendError."""
+"""Message providers, one interface (`base.Provider`): send one message or raise
+Transient/PermanentSendError. Rate limits and retries wrap every provider alike (`sender.py`)."""

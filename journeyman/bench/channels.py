@@ -1,0 +1,252 @@
+"""`journeyman bench channels`: dispatch requests at full speed into the local SMTP and HTTP
+provider servers, against the raw pass-through baseline measured in the same run.
+
+On a fresh embedded stack (PostgreSQL and Tansu in a temporary directory, migrated), with the
+SMTP server (count-only) and the SMS / push provider server each in a process of its own:
+
+1. the raw baseline (`journeyman.bench.common.raw_passthrough`) over the email dispatches;
+2. the policy's cost per message: the pure decision (`policy.decide_batch`, in memory) and the
+   whole decision step as the service runs it (claim, lock consent, read opt-outs,
+   suppressions and the sends the caps count, decide, store decisions: one transaction per
+   2,000-dispatch batch);
+3. per channel (email, SMS, push): N dispatches produced to `jm.dispatch`, then the channels
+   pipeline (consumer, policy, render, provider, record, outbox) started as the service starts
+   it; messages/s from the first attempt claimed to the last one recorded, from the attempt
+   log's own timestamps. Caps are on for every channel (2 messages per customer per channel,
+   under a cap of 3 a week), so caps and consent are checked for every message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from rich.console import Console
+
+from journeyman.bench.common import asyncpg_dsn, produce_all, raw_passthrough, report
+from journeyman.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
+from services.channels import deciding, repository
+from services.channels.app import create_app
+from services.channels.policy import Candidate, Facts, decide_batch
+from services.channels.settings import ChannelsSettings
+from shared.codec import dumps
+from shared.contracts import DispatchRequest
+from shared.db import create_engine
+from shared.kafka import ensure_topics
+from shared.migrations import upgrade
+from shared.topics import DISPATCH
+
+SIZES = {"small": (4_000, 8_000), "default": (20_000, 40_000), "large": (100_000, 200_000)}
+"""emails, and SMS and push each"""
+ROOT = Path(__file__).resolve().parents[2]
+CAPS = [{"channel": ch, "message_type": "marketing", "limit": 3, "window": "7d"}
+        for ch in ("email", "sms", "push")]  # fmt: skip
+
+
+def _contacts(customers: int) -> list[dict[str, Any]]:
+    at = "2026-01-01T00:00:00+00:00"
+    consent = {ch: {"marketing": {"granted": True, "source": "bench", "at": at}}
+               for ch in ("email", "sms", "push")}  # fmt: skip
+    return [
+        {"profile_id": f"b{i}", "version": 1, "user_id": f"bench-{i}",
+         "traits": {"first_name": f"C{i}", "email": f"c{i}@bench.example",
+                    "phone": f"+3361{i:07d}", "push_tokens": [f"tok-{i}"],
+                    "timezone": "Europe/Paris", "language": "fr" if i % 3 == 0 else "en"},
+         "behaviour": {}, "consent": consent, "updated_at": at}
+        for i in range(customers)
+    ]  # fmt: skip
+
+
+def _requests(channel: str, count: int, run: str) -> list[DispatchRequest]:
+    """Two per customer, so every cap is read and counted but none is reached."""
+    template = "order-thank-you" if channel == "email" else "cart-reminder"
+    now = datetime.now(UTC)
+    return [
+        DispatchRequest(
+            dispatch_id=f"{run}-{channel}-{i}", profile_id=f"b{i // 2}", channel=channel,
+            message_type="marketing", template=template, journey_id=f"bench-{i % 3}",
+            journey_version=1, step_id="s1", priority=i % 3,
+            data={"event": {"properties": {"order_id": f"o-{i}", "revenue": 20}},
+                  "journey": {"id": f"bench-{i % 3}", "name": "Bench"}},
+            requested_at=now,
+        )
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def _spawn(argv: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "journeyman.cli", *argv], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+
+
+def _wait_port(port: int) -> None:
+    import socket  # noqa: PLC0415
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+async def _policy_cost(settings: ChannelsSettings, customers: int) -> dict[str, float]:
+    """Microseconds per message: the pure decision, and the whole decision transaction."""
+    config = settings.policy()
+    contacts = {c["profile_id"]: c for c in _contacts(customers)}
+    requests = _requests("email", min(customers * 2, 20_000), "policy")
+    candidates = [
+        Candidate(r.dispatch_id, r.profile_id, r.channel, r.message_type, r.priority,
+                  r.requested_at) for r in requests
+    ]  # fmt: skip
+    t0 = time.perf_counter()
+    decide_batch(candidates, Facts(profiles=contacts), config, datetime.now(UTC))
+    pure = (time.perf_counter() - t0) / len(candidates) * 1e6
+    engine = create_engine(settings)
+    try:
+        t0 = time.perf_counter()
+        for start in range(0, len(requests), 2_000):
+            async with engine.begin() as conn:
+                await deciding.claim(conn, requests[start : start + 2_000], config,
+                                     datetime.now(UTC))  # fmt: skip
+        whole = (time.perf_counter() - t0) / len(requests) * 1e6
+        async with engine.begin() as conn:  # leave no trace for the channel runs' caps
+            await conn.exec_driver_sql(
+                "DELETE FROM channels.send_attempts WHERE dispatch_id LIKE 'policy-%'"
+            )
+            await conn.exec_driver_sql(
+                "DELETE FROM channels.decisions WHERE dispatch_id LIKE 'policy-%'"
+            )
+    finally:
+        await engine.dispose()
+    return {"policy_pure_us_per_message": round(pure, 2),
+            "policy_decision_step_us_per_message": round(whole, 1)}  # fmt: skip
+
+
+async def _channel_run(
+    settings: ChannelsSettings, channel: str, count: int, run: str
+) -> tuple[float, int, dict[str, int]]:
+    records = [(r.profile_id.encode(), dumps(r.model_dump(mode="json")))
+               for r in _requests(channel, count, run)]  # fmt: skip
+    await produce_all(settings.kafka_bootstrap_servers, DISPATCH, records)
+    app = create_app(settings)
+    db = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        async with app.router.lifespan_context(app):
+            deadline = time.monotonic() + 600
+            like = f"{run}-{channel}-%"
+            while True:
+                done = await db.fetchval(
+                    "SELECT count(*) FROM channels.send_attempts WHERE dispatch_id LIKE $1 "
+                    "AND status NOT IN ('sending')", like,
+                )  # fmt: skip
+                if done >= count or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+        row = await db.fetchrow(
+            "SELECT min(claimed_at) AS first, max(finished_at) AS last FROM channels.send_attempts "
+            "WHERE dispatch_id LIKE $1", like,
+        )  # fmt: skip
+        statuses = {r["status"]: r["n"] for r in await db.fetch(
+            "SELECT status, count(*) AS n FROM channels.send_attempts WHERE dispatch_id LIKE $1 "
+            "GROUP BY 1", like)}  # fmt: skip
+    finally:
+        await db.close()
+    seconds = (row["last"] - row["first"]).total_seconds() if row["first"] else 0.0
+    return seconds, int(statuses.get("sent", 0)), statuses
+
+
+async def measure(size: str, console: Console) -> dict[str, Any]:
+    emails, others = SIZES[size]
+    customers = max(emails, others) // 2
+    figures: dict[str, Any] = {"benchmark": "channels", "size": size}
+    with tempfile.TemporaryDirectory(prefix="jm-bench-channels-") as tmp:
+        pg = EmbeddedPostgres(Path(tmp) / "postgres")
+        broker = EmbeddedKafka(log_file=Path(tmp) / "broker.log")
+        smtp_port, http_port = free_port(), free_port()
+        smtp = _spawn(["inbox", str(Path(tmp) / "inbox"), "--port", str(smtp_port), "--no-keep"])
+        http = _spawn(["providers", "--port", str(http_port), "--no-callbacks", "--no-keep"])
+        url = await asyncio.to_thread(pg.start)
+        try:
+            bootstrap = await asyncio.to_thread(broker.start)
+            await ensure_topics(bootstrap)
+            await asyncio.to_thread(upgrade, url)
+            await asyncio.to_thread(_wait_port, smtp_port)
+            await asyncio.to_thread(_wait_port, http_port)
+            provider_url = f"http://127.0.0.1:{http_port}"
+            settings = ChannelsSettings(
+                database_url=url, kafka_bootstrap_servers=bootstrap,
+                service_name="bench-channels", templates_dir=str(ROOT / "templates"),
+                smtp_host="127.0.0.1", smtp_port=smtp_port, twilio_base_url=provider_url,
+                fcm_base_url=provider_url, caps=CAPS, unknown_after_s=600,
+                kafka_session_timeout_ms=3_000,
+            )  # fmt: skip
+            engine = create_engine(settings)
+            async with engine.begin() as conn:
+                await repository.upsert_contacts(conn, _contacts(customers))
+            await engine.dispose()
+            console.print(f"{customers:,} customers with consent; baseline: raw pass-through …")
+            baseline_records = [
+                (r.profile_id.encode(), dumps(r.model_dump(mode="json")))
+                for r in _requests("email", emails, "baseline")
+            ]
+            baseline = await raw_passthrough(bootstrap, url, baseline_records)
+            figures |= baseline.figures("baseline")
+            console.print("policy decision cost …")
+            figures |= await _policy_cost(settings, customers)
+            for channel, count in (("email", emails), ("sms", others), ("push", others)):
+                console.print(f"{channel}: {count:,} dispatches …")
+                seconds, sent, statuses = await _channel_run(settings, channel, count, "run")
+                figures[f"{channel}_dispatches"] = count
+                figures[f"{channel}_sent"] = sent
+                figures[f"{channel}_statuses"] = statuses
+                figures[f"{channel}_messages_per_s"] = round(sent / seconds, 1) if seconds else 0
+            async with httpx.AsyncClient() as client:
+                counts = (await client.get(f"{provider_url}/_counts")).json()
+            figures["provider_server_received"] = counts
+        finally:
+            await asyncio.to_thread(broker.stop)
+            await asyncio.to_thread(pg.stop)
+            http.terminate()
+            smtp.terminate()
+            out, _ = smtp.communicate(timeout=10)
+            http.wait(10)
+            text = out.decode()
+            figures["smtp_server_received"] = (
+                int(text.split()[-1]) if text.startswith("accepted") else None
+            )
+    return figures
+
+
+def run(size: str, json_path: Path | None, console: Console) -> None:
+    if size not in SIZES:
+        raise ValueError(f"size: one of {', '.join(SIZES)}")
+    f = asyncio.run(measure(size, console))
+    rows = [
+        ("raw baseline events/s", float(f["baseline_events_per_s"])),
+        ("email messages/s (SMTP)", float(f["email_messages_per_s"])),
+        ("sms messages/s (Twilio API)", float(f["sms_messages_per_s"])),
+        ("push messages/s (FCM v1 API)", float(f["push_messages_per_s"])),
+        ("policy decision µs/message, pure", float(f["policy_pure_us_per_message"])),
+        ("policy decision µs/message, with its SQL",
+         float(f["policy_decision_step_us_per_message"])),
+        ("sent email / sms / push",
+         f"{f['email_sent']:,} / {f['sms_sent']:,} / {f['push_sent']:,}"),
+        ("received by SMTP server", str(f["smtp_server_received"])),
+        ("received by HTTP server (sms / push)",
+         f"{f['provider_server_received']['sms']:,} / {f['provider_server_received']['push']:,}"),
+        ("email / baseline", f"{f['email_messages_per_s'] / f['baseline_events_per_s']:.1%}"),
+    ]  # fmt: skip
+    report(console, f"channels ({size})", rows, f, json_path)

@@ -1,0 +1,77 @@
+"""Customer links a message carries, all signed (`shared.signing`), none needing a key:
+one-click unsubscribe, open pixel and click redirects are served by this service; the
+preference page and survey pages by the profile service (`settings.public_url`).
+
+Click tracking rewrites the `href="http..."` of every `<a>` of the HTML part to a signed
+redirect, except our own unsubscribe / preference / survey links (already ours, and mail
+scanners must not be sent through a redirect before them)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from html import unescape
+from typing import Any
+
+from shared.signing import LinkSigner
+
+UNSUBSCRIBE, PREFERENCES, SURVEY, CLICK, OPEN = (
+    "unsubscribe", "preferences", "survey", "click", "open",
+)  # fmt: skip
+_HREF = re.compile(r"""(<a\b[^>]*?\bhref=)(["'])(https?://[^"']+)\2""", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class LinkMaker:
+    secret: str
+    channels_url: str  # this service, as customers reach it
+    profile_url: str  # the profile service, as customers reach it
+
+    def signer(self, purpose: str) -> LinkSigner:
+        return LinkSigner(self.secret, purpose)
+
+    def for_message(
+        self, profile_id: str, dispatch_id: str, *, channel: str, message_type: str,
+        journey_id: str, step_id: str, survey: str | None,
+    ) -> dict[str, str]:  # fmt: skip
+        who = {"profile_id": profile_id, "channel": channel, "message_type": message_type}
+        links = {
+            "unsubscribe": self._url(self.channels_url, "t/u", UNSUBSCRIBE,
+                                     {**who, "dispatch_id": dispatch_id}),
+            "preferences": self._url(self.profile_url, "v1/preferences", PREFERENCES, who),
+        }  # fmt: skip
+        if survey:
+            links["survey"] = self._url(
+                self.profile_url, "v1/surveys", SURVEY,
+                {"profile_id": profile_id, "survey": survey, "journey_id": journey_id,
+                 "step_id": step_id, "dispatch_id": dispatch_id},
+            )  # fmt: skip
+        return links
+
+    def _url(self, base: str, path: str, purpose: str, payload: dict[str, Any]) -> str:
+        return f"{base.rstrip('/')}/{path}/{self.signer(purpose).sign(payload)}"
+
+    def track(self, html: str, dispatch_id: str, opens: bool, clicks: bool) -> str:
+        """Rewrite links to signed redirects and add the open pixel."""
+        own = (self.channels_url.rstrip("/") + "/t/", self.profile_url.rstrip("/") + "/v1/")
+        if clicks:
+            click = self.signer(CLICK)
+
+            def rewrite(match: re.Match[str]) -> str:
+                url = unescape(match[3])
+                if url.startswith(own):
+                    return match[0]
+                token = click.sign({"d": dispatch_id, "u": url})
+                quote = match[2]
+                return f"{match[1]}{quote}{self.channels_url.rstrip('/')}/t/r/{token}{quote}"
+
+            html = _HREF.sub(rewrite, html)
+        if opens:
+            token = self.signer(OPEN).sign({"d": dispatch_id})
+            pixel = (
+                f'<img src="{self.channels_url.rstrip("/")}/t/o/{token}.gif" width="1" '
+                'height="1" alt="" style="display:block;border:0;width:1px;height:1px">'
+            )
+            at = html.lower().rfind("</body>")
+            html = html[:at] + pixel + html[at:] if at >= 0 else html + pixel
+        return html

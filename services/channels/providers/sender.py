@@ -1,0 +1,70 @@
+"""What wraps every provider alike: a token bucket per provider (aiolimiter), retries with
+exponential backoff on transient errors (tenacity), permanent errors recorded at once."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiolimiter import AsyncLimiter
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from services.channels.providers.base import (
+    Message,
+    PermanentSendError,
+    Provider,
+    TransientSendError,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    status: str  # sent | failed
+    tries: int
+    provider_id: str | None = None
+    reason: str | None = None
+
+
+class RateLimitedProvider:
+    """A provider behind its token bucket and retry policy."""
+
+    def __init__(
+        self, provider: Provider, rate_per_s: float, tries: int = 4, backoff_s: float = 0.5
+    ) -> None:
+        self.provider = provider
+        self.channel = provider.channel
+        # a bucket of a tenth of a second's tokens: bursts stay short, the rate holds
+        self._bucket = AsyncLimiter(max(1.0, rate_per_s / 10), 0.1)
+        self._tries = tries
+        self._backoff = backoff_s
+
+    async def send(self, message: Message) -> SendResult:
+        tries = 0
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._tries),
+            wait=wait_exponential(multiplier=self._backoff, max=30),
+            retry=retry_if_exception_type(TransientSendError),
+            reraise=False,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    tries += 1
+                    async with self._bucket:
+                        provider_id = await self.provider.send(message)
+                    return SendResult("sent", tries, provider_id)
+        except PermanentSendError as exc:
+            return SendResult("failed", tries, reason=f"permanent: {exc}")
+        except RetryError as exc:
+            cause = exc.last_attempt.exception()
+            log.warning("gave up on a message", extra={"dispatch_id": message.dispatch_id})
+            return SendResult("failed", tries, reason=f"gave up after {tries} tries: {cause}")
+        raise AssertionError("unreachable")

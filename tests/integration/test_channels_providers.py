@@ -1,0 +1,129 @@
+"""Providers against the local servers that speak their APIs: transient errors are retried
+with backoff until the provider answers, permanent ones are recorded at once with the
+provider's words, the token bucket holds the rate, and a dead SMTP server is a transient
+failure, never a crash."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from journeyman.embedded import free_port
+from services.channels.providers.base import Message
+from services.channels.providers.email import SmtpProvider
+from services.channels.providers.push import FcmPush
+from services.channels.providers.sender import RateLimitedProvider
+from services.channels.providers.sms import TwilioSms
+from services.channels.settings import ChannelsSettings
+from tests.channels_support import Local, local_providers
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Any:
+    with local_providers(tmp_path) as found:
+        yield found
+
+
+def _settings(local: Local, **overrides: Any) -> ChannelsSettings:
+    return ChannelsSettings.model_validate({
+        "twilio_base_url": local.providers.url, "fcm_base_url": local.providers.url,
+        "smtp_host": local.inbox.host, "smtp_port": local.inbox.port, **overrides,
+    })  # fmt: skip
+
+
+async def _outage(local: Local, count: int, status: int) -> None:
+    async with httpx.AsyncClient() as client:
+        await client.post(f"{local.providers.url}/_fail", json={"count": count, "status": status})
+
+
+def _sms(to: str, i: int = 0) -> Message:
+    return Message(f"d{i}", "sms", to, {"sms": f"hello {i}"})
+
+
+async def test_transient_errors_are_retried_until_the_provider_answers(local: Local) -> None:
+    sms = TwilioSms(_settings(local))
+    await sms.start()
+    try:
+        await _outage(local, 2, 503)
+        result = await RateLimitedProvider(sms, 1_000, tries=4, backoff_s=0.01).send(
+            _sms("+33611111111")
+        )
+        assert (result.status, result.tries) == ("sent", 3)
+        assert result.provider_id is not None
+        assert result.provider_id.startswith("SM")
+        await _outage(local, 5, 429)
+        gave_up = await RateLimitedProvider(sms, 1_000, tries=3, backoff_s=0.01).send(
+            _sms("+33611111111", 1)
+        )
+        assert (gave_up.status, gave_up.tries) == ("failed", 3)
+        assert gave_up.reason is not None
+        assert "gave up after 3 tries" in gave_up.reason
+    finally:
+        await sms.close()
+    assert len(local.providers.received.sms) == 1
+
+
+async def test_permanent_errors_are_recorded_at_once(local: Local) -> None:
+    settings = _settings(local)
+    sms, push = TwilioSms(settings), FcmPush(settings)
+    await sms.start()
+    await push.start()
+    try:
+        refused = await RateLimitedProvider(sms, 1_000, backoff_s=0.01).send(
+            _sms("+15005550001")  # Twilio's magic invalid number
+        )
+        assert (refused.status, refused.tries) == ("failed", 1)
+        assert refused.reason is not None
+        assert "21211" in refused.reason
+        token = Message("d2", "push", "invalid", {"push_title": "t", "push_body": "b"})
+        unregistered = await RateLimitedProvider(push, 1_000, backoff_s=0.01).send(token)
+        assert unregistered.status == "failed"
+        assert unregistered.reason is not None
+        assert "UNREGISTERED" in unregistered.reason
+        wrong_key = TwilioSms(_settings(local, twilio_auth_token="nope"))
+        await wrong_key.start()
+        try:
+            denied = await RateLimitedProvider(wrong_key, 1_000).send(_sms("+33611111111"))
+        finally:
+            await wrong_key.close()
+        assert (denied.status, denied.tries) == ("failed", 1)
+    finally:
+        await sms.close()
+        await push.close()
+    assert local.providers.received.sms == []
+
+
+async def test_the_token_bucket_holds_the_rate(local: Local) -> None:
+    sms = TwilioSms(_settings(local))
+    await sms.start()
+    limited = RateLimitedProvider(sms, rate_per_s=50)
+    try:
+        started = time.monotonic()
+        for i in range(40):
+            assert (await limited.send(_sms("+33611111111", i))).status == "sent"
+        elapsed = time.monotonic() - started
+    finally:
+        await sms.close()
+    # 50/s with a bucket of 5: 40 messages need at least (40 - 5) / 50 = 0.7 s
+    assert elapsed >= 0.65
+
+
+async def test_an_unreachable_smtp_server_is_a_transient_failure(local: Local) -> None:
+    email = SmtpProvider(_settings(local, smtp_port=free_port()))
+    message = Message("d3", "email", "a@example.com",
+                      {"subject": "s", "html": "<p>h</p>", "text": "t"})  # fmt: skip
+    result = await RateLimitedProvider(email, 1_000, tries=2, backoff_s=0.01).send(message)
+    assert (result.status, result.tries) == ("failed", 2)
+    assert (await email.health()).startswith("unreachable")
+    ok = SmtpProvider(_settings(local))
+    sent = await RateLimitedProvider(ok, 1_000).send(message)
+    await ok.close()
+    assert sent.status == "sent"
+    assert len(local.emails()) == 1
+    assert local.emails()[0]["Subject"] == "s"
