@@ -19,9 +19,16 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import optimize, special
 
 Array = NDArray[np.float64]
+
+
+def _scipy() -> tuple[Any, Any]:
+    """scipy's optimize and special, imported on the first fit: they take a second or two to
+    import, which the profile service should not pay at every start."""
+    from scipy import optimize, special  # noqa: PLC0415
+
+    return optimize, special
 
 
 class NotEnoughData(ValueError):
@@ -40,6 +47,7 @@ class BgNbd:
     def expected_orders(self, t: float, frequency: ArrayLike, recency: ArrayLike,
                         age: ArrayLike) -> Array:  # fmt: skip
         """Orders each customer is expected to place in the next `t` days."""
+        _, special = _scipy()
         x, tx, big_t = _arrays(frequency, recency, age)
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, t / (alpha + big_t + t))
@@ -69,6 +77,7 @@ def _arrays(*values: ArrayLike) -> tuple[Array, ...]:
 def bgnbd_log_likelihood(params: ArrayLike, frequency: ArrayLike, recency: ArrayLike,
                          age: ArrayLike) -> Array:  # fmt: skip
     """Each customer's log-likelihood under BG/NBD with params (r, alpha, a, b)."""
+    _, special = _scipy()
     r, alpha, a, b = np.asarray(params, dtype=np.float64)
     x, tx, big_t = _arrays(frequency, recency, age)
     a1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
@@ -92,6 +101,7 @@ def fit_bgnbd(frequency: ArrayLike, recency: ArrayLike, age: ArrayLike) -> BgNbd
         ll = bgnbd_log_likelihood((r, alpha, a, b), x, tx / scale, big_t / scale)
         return float(-ll.sum())
 
+    optimize, _ = _scipy()
     found = optimize.minimize(negative, np.zeros(4), method="Nelder-Mead",
                               options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-8})  # fmt: skip
     r, alpha, a, b = np.exp(found.x)
@@ -119,6 +129,7 @@ class GammaGamma:
 def gamma_gamma_log_likelihood(params: ArrayLike, frequency: ArrayLike,
                                monetary: ArrayLike) -> Array:  # fmt: skip
     """Log-likelihood of each repeat buyer's mean order value (x > 0, m > 0)."""
+    _, special = _scipy()
     p, q, gamma = np.asarray(params, dtype=np.float64)
     x, m = _arrays(frequency, monetary)
     result: Array = (
@@ -141,6 +152,7 @@ def fit_gamma_gamma(frequency: ArrayLike, monetary: ArrayLike) -> GammaGamma:
         p, q, gamma = np.exp(log_params)
         return float(-gamma_gamma_log_likelihood((p, q, gamma), x, m / scale).sum())
 
+    optimize, _ = _scipy()
     found = optimize.minimize(negative, np.log([1.0, 2.0, 1.0]), method="Nelder-Mead",
                               options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-8})  # fmt: skip
     p, q, gamma = np.exp(found.x)
