@@ -16,7 +16,7 @@ import uvicorn
 from fastapi import FastAPI, Header, HTTPException
 
 JOURNEY_ID = "cart-recovery"
-OPS_KEY = "ops-read"
+OPS_KEYS = {"ops-write", "ops-read"}  # the keys of the `settings` fixture
 
 JOURNEYS: dict[str, Any] = {
     "journeys": [
@@ -109,7 +109,7 @@ def peers_app(profile_journeys: dict[str, Any] | None = None) -> FastAPI:
     app.state.calls = []
 
     def check(authorization: str | None) -> None:
-        if authorization != f"Bearer {OPS_KEY}":
+        if authorization not in {f"Bearer {k}" for k in OPS_KEYS}:
             raise HTTPException(401, "missing API key")
 
     @app.get("/v1/journeys")
