@@ -21,7 +21,14 @@ lint: $(BIN)/journeyman
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
-test: lint
+# The console's browser test drives Debian's chromium; a fresh machine gets it here (as root).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the browser test"
+	apt-get update -qq >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+
+test: lint $(CHROMIUM)
 	$(BIN)/pytest
 
 bench: $(BIN)/journeyman

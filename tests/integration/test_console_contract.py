@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import re
+import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -17,10 +19,11 @@ from services.profile.app import create_app
 from shared.settings import Settings
 from shared.topics import DEAD_LETTER
 from tests.browser.peers import JOURNEY_ID, free_port, peers_app, serving
-from tests.helpers import produce, running
+from tests.helpers import eventually, produce, running
 
 pytestmark = pytest.mark.integration
 READ = {"Authorization": "Bearer ops-read"}
+WK = ("wk-test", "")
 
 
 async def _login(client: httpx.AsyncClient, key: str = "ops-read") -> httpx.Response:
@@ -129,3 +132,46 @@ async def test_a_service_that_does_not_answer_is_an_unavailable_panel(settings: 
         assert down.json()["service"] == "journey"
         # The KPI page needs no other service.
         assert (await client.get("/console")).status_code == 200
+
+
+async def test_customer_lookup_shows_profile_consent_journeys_and_timeline(
+    settings: Settings,
+) -> None:
+    user = f"look-{uuid.uuid4().hex[:6]}"
+    async with running(create_app(settings)) as client:
+        identify = {"userId": user, "traits": {"email": f"{user}@example.com",
+                    "consent": {"email": {"marketing": True}}}}  # fmt: skip
+        assert (await client.post("/v1/identify", json=identify, auth=WK)).status_code == 200
+        order = {"userId": user, "event": "Order Completed", "properties": {"revenue": 12.5}}
+        assert (await client.post("/v1/track", json=order, auth=WK)).status_code == 200
+
+        async def landed() -> dict[str, Any] | None:
+            found = await client.get(f"/v1/profiles/user:{user}", headers=READ)
+            ok = found.status_code == 200 and found.json()["behaviour"].get("orders_count")
+            return found.json() if ok else None
+
+        profile = await eventually(landed, what="the customer")
+        profile_journeys = {profile["profile_id"]: {"instances": [
+            {"instance_id": "i-1", "journey_id": JOURNEY_ID, "version": 2, "status": "active",
+             "current_step": "wait-1d", "entered_at": "2026-11-30T10:00:00+00:00",
+             "history": []}]}}  # fmt: skip
+        async with serving(peers_app(profile_journeys)) as peers_url:
+            config = settings.model_copy(
+                update={
+                    "journey_url": peers_url,
+                    "segmenter_url": f"http://127.0.0.1:{free_port()}",
+                }
+            )
+            async with running(create_app(config)) as console:
+                await _login(console)
+                for query in (user, f"{user}@example.com", profile["profile_id"]):
+                    page = await console.get("/console/customers", params={"q": query})
+                    assert page.status_code == 200, page.text
+                    assert profile["profile_id"] in page.text
+                assert "marketing: True" in page.text
+                assert "Order Completed" in page.text
+                assert "wait-1d" in page.text  # the journey instance from the journey API
+                assert "segmenter service unavailable" in page.text
+                missing = await console.get("/console/customers", params={"q": "nobody-here"})
+                assert missing.status_code == 404
+                assert "No customer matches" in missing.text

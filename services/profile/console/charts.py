@@ -15,7 +15,7 @@ PAD_L, PAD_R, PAD_T, PAD_B = 48, 12, 16, 44
 
 
 def _fmt(value: float) -> str:
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.4g}"
 
 
 def _bounds(

@@ -10,7 +10,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-NODE_W, NODE_H, GAP_X, GAP_Y, MARGIN = 190, 58, 30, 46, 16
+NODE_W, NODE_H, GAP_X, GAP_Y, MARGIN = 250, 58, 30, 46, 16
 COLOURS = {
     "trigger": "#dbeafe", "send": "#dcfce7", "wait": "#fef9c3", "wait_for_event": "#fef9c3",
     "branch": "#ede9fe", "split": "#ede9fe", "exit": "#fee2e2", "goal": "#ccfbf1",
@@ -34,6 +34,19 @@ def layers(nodes: list[dict[str, Any]], edges: list[dict[str, Any]]) -> dict[str
             if nxt not in depth:
                 depth[nxt] = depth[node] + 1
                 queue.append(nxt)
+    # Longest path over forward edges, so a step comes below every step that leads to it
+    # (edges back to a shallower step are loops and are left out; bounded by the node count).
+    bfs = dict(depth)
+    for _ in range(len(ids)):
+        moved = False
+        for e in edges:
+            a, b = str(e["from"]), str(e["to"])
+            forward = a in depth and b in depth and a != b and bfs[b] >= bfs[a]
+            if forward and depth[b] < depth[a] + 1:
+                depth[b] = depth[a] + 1
+                moved = True
+        if not moved:
+            break
     deepest = max(depth.values(), default=-1)
     for i in ids:  # unreachable nodes go below the rest
         depth.setdefault(i, deepest + 1)
@@ -107,7 +120,7 @@ def journey_svg(stats: dict[str, Any]) -> Markup:
             f'<rect x="{x:.1f}" y="{y:.1f}" width="{NODE_W}" height="{NODE_H}" rx=8 '
             f'fill="{COLOURS.get(kind, "#f3f4f6")}" stroke="#555"/>'
             f'<text x="{x + 10:.1f}" y="{y + 18:.1f}" font-size=12 font-weight=bold>'
-            f"{escape(str(n.get('label') or node_id)[:30])}</text>"
+            f"{escape(str(n.get('label') or node_id)[:36])}</text>"
             f'<text x="{x + 10:.1f}" y="{y + 33:.1f}" font-size=10 fill="#555">{escape(kind)}'
             f"</text>"
             f'<text class=counts x="{x + 10:.1f}" y="{y + 49:.1f}" font-size=10>'
