@@ -3,6 +3,7 @@ them into figures, and shape the answer (one JSON document, or flat rows for CSV
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
@@ -76,5 +77,9 @@ def kpi_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 async def clv_report(conn: AsyncConnection, as_of: datetime, horizon_days: float) -> dict[str, Any]:
     """Predicted value per buyer over the horizon; refused (NotEnoughData) on too few buyers."""
     h = await repo.purchase_histories(conn, as_of)
-    result = clv.forecast(h.frequency, h.recency_days, h.age_days, h.monetary, horizon_days)
+    # The fit is CPU work (seconds on a large shop): off the event loop, so the service's
+    # consumer and other requests keep going meanwhile.
+    result = await asyncio.to_thread(
+        clv.forecast, h.frequency, h.recency_days, h.age_days, h.monetary, horizon_days
+    )
     return {"as_of": as_of, **result.summary()}

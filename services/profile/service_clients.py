@@ -24,10 +24,13 @@ TIMEOUT_S = 5.0
 
 
 class ServiceUnavailable(RuntimeError):
-    def __init__(self, service: str, reason: str) -> None:
+    """`status` is the HTTP status the service answered, None when it did not answer."""
+
+    def __init__(self, service: str, reason: str, status: int | None = None) -> None:
         super().__init__(f"{service} service unavailable: {reason}")
         self.service = service
         self.reason = reason
+        self.status = status
 
 
 def _key(settings: Settings) -> str | None:
@@ -65,7 +68,8 @@ class ServiceClients:
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(service, f"{type(exc).__name__} calling {url}") from exc
         if response.status_code != 200:
-            raise ServiceUnavailable(service, f"HTTP {response.status_code} from {url}")
+            status = response.status_code
+            raise ServiceUnavailable(service, f"HTTP {status} from {url}", status)
         try:
             body = response.json()
         except ValueError as exc:
