@@ -21,12 +21,19 @@ lint: $(BIN)/journeyman
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
-# Debian tools the suite runs for real (the deployment files are checked with them offline).
-SYSTEM_TOOLS := /usr/bin/docker-compose
+# Debian tools the suite runs for real: docker-compose checks the deployment files offline,
+# chromium drives the console's browser test. A fresh machine gets them here (as root).
+SYSTEM_TOOLS := /usr/bin/docker-compose /usr/bin/chromium
+apt_install = DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null || \
+	(apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null)
 
 /usr/bin/docker-compose:
-	apt-get install -y -q docker-compose >/dev/null || \
-		(apt-get update -q >/dev/null && apt-get install -y -q docker-compose >/dev/null)
+	@echo "installing Debian's docker-compose for the deployment checks"
+	$(call apt_install,docker-compose)
+
+/usr/bin/chromium:
+	@echo "installing Debian's chromium for the browser test"
+	$(call apt_install,chromium)
 
 test: lint $(SYSTEM_TOOLS)
 	$(BIN)/pytest

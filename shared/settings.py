@@ -93,6 +93,29 @@ class Settings(BaseSettings):
     )
     email_from: str = Field(default="Journeyman Shop <shop@journeyman.local>", description="From.")
 
+    # Measurement and the console (profile service): where the other services answer, the key
+    # the console calls them with, and how long survey links and console sessions last.
+    segmenter_url: str = Field(
+        default="http://127.0.0.1:8002", description="Segmenter base URL (console lookups)."
+    )
+    journey_url: str = Field(
+        default="http://127.0.0.1:8003", description="Journey service base URL (journey stats)."
+    )
+    channels_url: str = Field(
+        default="http://127.0.0.1:8004", description="Channels base URL (message stats)."
+    )
+    services_api_key: SecretStr | None = Field(
+        default=None,
+        description="Ops key the console sends to the other services; default: the first of "
+        "api_keys.",
+    )
+    survey_link_max_age_s: int = Field(
+        default=30 * 24 * 3600, description="How long a survey link keeps working (seconds)."
+    )
+    console_session_max_age_s: int = Field(
+        default=8 * 3600, description="How long a console login lasts (seconds)."
+    )
+
     @field_validator("database_url")
     @classmethod
     def _asyncpg_driver(cls, url: str) -> str:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -90,6 +91,14 @@ timeline = Table(
     Column("payload", JSONB, nullable=False),
     Column("seq", Integer, nullable=False, server_default="0"),
     Index("ix_timeline_profile_time_message", "profile_id", "timestamp", "message_id"),
+    Index(
+        "ix_timeline_measured_events",
+        "event",
+        "timestamp",
+        postgresql_where=text(
+            "event IN ('Order Completed', 'Order Refunded', 'Referral', 'Survey Responded')"
+        ),
+    ),  # measurement (migration 0003)
 )
 
 outbox = outbox_table(metadata)

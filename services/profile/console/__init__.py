@@ -1,0 +1,1 @@
+"""The console: server-rendered dashboard pages of the profile service (`/console`)."""
