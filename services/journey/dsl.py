@@ -8,10 +8,10 @@ whole file (targets exist, loops go through a guarded goto, every step is reacha
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from croniter import croniter
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, field_validator, model_validator
 
 from services.journey.dsl_steps import (
     BranchStep,
@@ -97,7 +97,26 @@ class ScheduleTrigger(Strict):
         return value
 
 
-Trigger = EventTrigger | SegmentTrigger | DateTrigger | ScheduleTrigger
+def _trigger_kind(value: Any) -> str | None:
+    """Which trigger a mapping is, from its keys, so errors speak about that one alone."""
+    if not isinstance(value, dict):
+        return type(value).__name__ if isinstance(value, BaseModel) else None
+    if "schedule" in value:
+        return "ScheduleTrigger"
+    if "date_attribute" in value:
+        return "DateTrigger"
+    if "segment" in value:
+        return "SegmentTrigger"
+    return "EventTrigger"
+
+
+Trigger = Annotated[
+    Annotated[EventTrigger, Tag("EventTrigger")]
+    | Annotated[SegmentTrigger, Tag("SegmentTrigger")]
+    | Annotated[DateTrigger, Tag("DateTrigger")]
+    | Annotated[ScheduleTrigger, Tag("ScheduleTrigger")],
+    Discriminator(_trigger_kind),
+]
 
 
 class EntryRules(Strict):

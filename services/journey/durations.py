@@ -30,7 +30,8 @@ def _check(text: str) -> str:
 
 Duration = Annotated[
     str,
-    Field(pattern=PATTERN, examples=["30m", "4h", "3d", "P1W"]),
+    # The pattern is for editors; validation gives the marketer a readable message instead.
+    Field(json_schema_extra={"pattern": PATTERN}, examples=["30m", "4h", "3d", "P1W"]),
     AfterValidator(_check),
 ]
 """A duration field: kept as written (for the schema and error messages), parsed on use."""

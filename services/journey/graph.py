@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.journey.dsl import GotoStep, Journey
+from services.journey.dsl import GotoStep, Journey, WaitForEventStep
 from services.journey.dsl_steps import ExitStep, targets
 
 Loc = tuple[str | int, ...]
@@ -45,10 +45,16 @@ def edges(journey: Journey) -> list[Edge]:
         if hasattr(step, "paths"):
             falls_through = False
         if falls_through and i + 1 < len(ids):
-            label = "timeout" if getattr(step, "type", "") == "wait_for_event" else ""
-            if isinstance(step, GotoStep):
-                label = "after loops"
-            out.append(Edge(step.id, ids[i + 1], label))
+            labels = [""]
+            if isinstance(step, WaitForEventStep):
+                labels = [
+                    k
+                    for k, v in (("event", step.on_event), ("timeout", step.on_timeout))
+                    if v is None
+                ]
+            elif isinstance(step, GotoStep):
+                labels = ["after loops"]
+            out += [Edge(step.id, ids[i + 1], label) for label in labels]
     return out
 
 
