@@ -65,7 +65,8 @@ async def apply_profile_events(
             if cj.holds(getattr(cj.journey.trigger, "condition", None), variables):
                 work.try_enter(cj, profile, str(event.get("messageId")), trigger, traceparent)
     last = {pid: f.last_entry for pid, f in work.facts.items()}
-    await repository.schedule(conn, date_timers(registry, snapshots, now, last))
+    planned = date_timers(registry, snapshots, now, last, engine.time_scale)
+    await repository.schedule(conn, planned)
     return await work.flush(conn)
 
 
@@ -137,6 +138,7 @@ def date_timers(
     snapshots: Sequence[ProfileSnapshot],
     now: datetime,
     last_entry: dict[str, dict[str, datetime]],
+    scale: float = 1.0,
 ) -> list[Timer]:
     """Date-trigger timers of these customers: the next occurrence of each journey's date
     not entered yet (an occurrence already run is never scheduled again)."""
@@ -149,18 +151,23 @@ def date_timers(
         for pid, snapshot in latest.items():
             last = last_entry.get(pid, {}).get(cj.journey.id)
             since = max(now, last + timedelta(days=1)) if last else now
-            due = next_date(cj, snapshot.model_dump(mode="json"), since)
-            if due is not None:
-                out.append(
-                    Timer(
-                        f"date:{cj.journey.id}:{pid}",
-                        "date",
-                        due,
-                        cj.journey.id,
-                        profile_id=pid,
-                        token=due.date().isoformat(),
-                    )
+            occurrence = next_date(cj, snapshot.model_dump(mode="json"), since)
+            if occurrence is None:
+                continue
+            due = occurrence
+            if scale != 1.0 and due > now:
+                due = now + (due - now) * scale  # the demo's compressed time
+            token = occurrence.date().isoformat()
+            out.append(
+                Timer(
+                    f"date:{cj.journey.id}:{pid}",
+                    "date",
+                    due,
+                    cj.journey.id,
+                    profile_id=pid,
+                    token=token,
                 )
+            )
     return out
 
 
