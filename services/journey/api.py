@@ -163,7 +163,7 @@ def build_router(settings: Settings) -> APIRouter:  # noqa: PLR0915  (the routes
             ended = 0
             if status == "archived":
                 ended = await _end_all(conn, registry, runtime, journey_id)
-        registry.status[journey_id] = status
+        registry.set_status(journey_id, status)
         return {"id": journey_id, "status": status, "instances_ended": ended}
 
     @router.post("/v1/journeys/{journey_id}/pause", dependencies=[write])

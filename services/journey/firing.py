@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.journey import repository
 from services.journey.dsl import ScheduleTrigger
-from services.journey.engine import Engine
+from services.journey.engine import Engine, instance_id
 from services.journey.registry import Registry
 from services.journey.service import next_date, schedule_timers
 from services.journey.state import Timer
@@ -98,6 +98,7 @@ async def _entries(
     work.hold(await repository.live_instances(conn, wanted, now))
     await work.load_facts(conn, wanted)
     profiles = await repository.load_profiles(conn, wanted)
+    candidates, already = await _entered_dates(conn, registry, timers)
     again: list[Timer] = []
     for t in timers:
         cj = registry.current(t.journey_id)
@@ -106,7 +107,8 @@ async def _entries(
         trigger = {"type": t.kind, "timestamp": t.due_at.isoformat(), "properties": {}}
         if t.kind == "date" and t.profile_id in profiles:
             profile = profiles[t.profile_id]
-            work.try_enter(cj, profile, f"date:{t.token}", trigger)
+            if candidates.get(t.timer_id) not in already:
+                work.try_enter(cj, profile, f"date:{t.token}", trigger)
             following = next_date(cj, profile.model_dump(mode="json"), now + timedelta(days=1))
             if following is not None:
                 again.append(
@@ -125,6 +127,20 @@ async def _entries(
                     work.try_enter(cj, profiles[pid], f"schedule:{t.token}", trigger)
             again += schedule_timers_for(registry, t.journey_id, now)
     return again
+
+
+async def _entered_dates(
+    conn: AsyncConnection, registry: Registry, timers: list[Any]
+) -> tuple[dict[str, str], set[str]]:
+    """A date occurrence already entered (a timer planned again after it fired) is not re-run:
+    the instance each date timer would start, and those that exist."""
+    candidates = {}
+    for t in timers:
+        cj = registry.current(t.journey_id)
+        if t.kind == "date" and t.profile_id and cj:
+            j = cj.journey
+            candidates[t.timer_id] = instance_id(j.id, j.version, t.profile_id, f"date:{t.token}")
+    return candidates, await repository.existing_instances(conn, list(candidates.values()))
 
 
 def schedule_timers_for(registry: Registry, journey_id: str, now: datetime) -> list[Timer]:

@@ -57,6 +57,7 @@ async def load_registry(conn: AsyncConnection, refused: Sequence[str] = ()) -> R
     for journey in stored:
         registry.add(journey)
     registry.status.update(status)
+    registry.changed()
     return registry
 
 

@@ -4,6 +4,7 @@ version new customers enter, and whether each journey is active, paused or archi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from services.journey.compiled import CompiledJourney
 from services.journey.dsl import DateTrigger, EventTrigger, Journey, ScheduleTrigger, SegmentTrigger
@@ -15,6 +16,19 @@ class Registry:
     latest: dict[str, int] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)  # active, paused, archived
     refused: list[str] = field(default_factory=list)
+    _by_event: dict[str, list[CompiledJourney]] | None = field(default=None, repr=False)
+    _listened: set[str] | None = field(default=None, repr=False)
+    planned_dates: dict[tuple[str, str], datetime] = field(default_factory=dict, repr=False)
+    """Date-trigger timers this replica already wrote, so returning customers cost no write."""
+
+    def changed(self) -> None:
+        """Forget the indexes after versions or statuses change."""
+        self._by_event = None
+        self._listened = None
+
+    def set_status(self, journey_id: str, status: str) -> None:
+        self.status[journey_id] = status
+        self.changed()
 
     def add(self, journey: Journey, status: str = "active") -> CompiledJourney:
         compiled = self.versions.get((journey.id, journey.version)) or CompiledJourney(journey)
@@ -22,6 +36,7 @@ class Registry:
         if journey.version >= self.latest.get(journey.id, 0):
             self.latest[journey.id] = journey.version
         self.status.setdefault(journey.id, status)
+        self.changed()
         return compiled
 
     def get(self, journey_id: str, version: int) -> CompiledJourney | None:
@@ -45,11 +60,25 @@ class Registry:
         return out
 
     def event_triggered(self, name: str) -> list[CompiledJourney]:
-        return [
-            c
-            for c in self.enterable()
-            if isinstance(c.journey.trigger, EventTrigger) and c.journey.trigger.event == name
-        ]
+        if self._by_event is None:
+            index: dict[str, list[CompiledJourney]] = {}
+            for c in self.enterable():
+                if isinstance(c.journey.trigger, EventTrigger):
+                    index.setdefault(c.journey.trigger.event, []).append(c)
+            self._by_event = index
+        return self._by_event.get(name, [])
+
+    def concerns(self, name: str) -> bool:
+        """Whether any stored version starts on, or is moved by, events of this name; events
+        no journey knows need neither processing nor deduplication."""
+        if self._listened is None:
+            found: set[str] = set()
+            for c in self.versions.values():
+                found |= c.events
+                if isinstance(c.journey.trigger, EventTrigger):
+                    found.add(c.journey.trigger.event)
+            self._listened = found
+        return name in self._listened
 
     def segment_triggered(self, segment: str, change: str) -> list[CompiledJourney]:
         out = []

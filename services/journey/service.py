@@ -34,21 +34,29 @@ async def apply_profile_events(
     now: datetime,
 ) -> list[OutRecord]:
     """Events move running instances (goals, exits, waits) and start new ones (triggers)."""
-    keyed = [(str(r.event.get("messageId") or id(r)), (r, tp)) for r, tp in batch]
+    # Only events a journey knows can move anything; only they need deduplicating.
+    keyed = [
+        (str(r.event.get("messageId") or id(r)), (r, tp))
+        for r, tp in batch
+        if _relevant(registry, r.event)
+    ]
     new = await repository.mark_seen(conn, [k for k, _ in keyed])
     fresh: list[tuple[ProfileEventRecord, str | None]] = fresh_ids(keyed, new)
+    dated = [r.profile for r, _ in batch] if registry.date_triggered() else []
     if not fresh:
+        await _plan_dates(conn, registry, engine, dated, now, {})
         return []
     for record, _ in fresh:
         await _lifecycle(conn, record)
-    snapshots = [r.profile for r, _ in fresh if r.event.get("event") != PROFILE_ERASED]
-    await repository.save_profiles(conn, snapshots)
     work = Work(registry, engine, now)
     pids = {r.profile.profile_id for r, _ in fresh}
     work.hold(await repository.live_instances(conn, pids, now))
-    names = {r.event.get("event") for r, _ in fresh if r.event.get("type") == "track"}
-    if registry.date_triggered() or any(registry.event_triggered(str(n)) for n in names):
-        await work.load_facts(conn, pids)
+    entering = {
+        r.profile.profile_id
+        for r, _ in fresh
+        if registry.event_triggered(str(r.event.get("event")))
+    }
+    await work.load_facts(conn, entering)
     for record, traceparent in fresh:
         event, profile = record.event, record.profile
         name = event.get("event")
@@ -65,9 +73,50 @@ async def apply_profile_events(
             if cj.holds(getattr(cj.journey.trigger, "condition", None), variables):
                 work.try_enter(cj, profile, str(event.get("messageId")), trigger, traceparent)
     last = {pid: f.last_entry for pid, f in work.facts.items()}
+    latest = {
+        r.profile.profile_id: r.profile for r, _ in fresh if r.event.get("event") != PROFILE_ERASED
+    }
+    # Timers run on the stored snapshot: keep it fresh for customers with instances.
+    await repository.save_profiles(conn, [latest[p] for p in work.by_profile if p in latest])
+    out = await work.flush(conn)
+    await _plan_dates(conn, registry, engine, dated, now, last)
+    return out
+
+
+def _relevant(registry: Registry, event: dict[str, Any]) -> bool:
+    name = event.get("event")
+    if name in (PROFILE_MERGED, PROFILE_ERASED):
+        return True
+    return event.get("type") == "track" and bool(name) and registry.concerns(str(name))
+
+
+async def _plan_dates(  # noqa: PLR0917
+    conn: AsyncConnection,
+    registry: Registry,
+    engine: Engine,
+    snapshots: Sequence[ProfileSnapshot],
+    now: datetime,
+    last: dict[str, dict[str, datetime]],
+) -> None:
+    """Date-trigger timers of the batch's customers, written only when one moved; with the
+    customers' snapshots, which the timer needs when it fires."""
+    if not snapshots:
+        return
     planned = date_timers(registry, snapshots, now, last, engine.time_scale)
-    await repository.schedule(conn, planned)
-    return await work.flush(conn)
+    moved = [
+        t
+        for t in planned
+        if registry.planned_dates.get((t.journey_id, t.profile_id or "")) != t.due_at
+    ]
+    if not moved:
+        return
+    if len(registry.planned_dates) > 500_000:
+        registry.planned_dates.clear()
+    for t in moved:
+        registry.planned_dates[(t.journey_id, t.profile_id or "")] = t.due_at
+    wanted = {t.profile_id for t in moved}
+    await repository.save_profiles(conn, [s for s in snapshots if s.profile_id in wanted])
+    await repository.schedule(conn, moved)
 
 
 async def _lifecycle(conn: AsyncConnection, record: ProfileEventRecord) -> None:

@@ -20,7 +20,7 @@ class JourneySettings(Settings):
         "in seconds with 0.0001); 1 in production.",
     )
     journey_timer_interval_s: float = Field(
-        default=0.5, description="Longest pause of the timer worker between two passes."
+        default=0.2, description="Longest pause of the timer worker between two passes."
     )
     journey_timer_batch: int = Field(
         default=5_000, description="Most timers fired per transaction."

@@ -52,30 +52,38 @@ class Simulation:
         self._say(pid, f"event {name}")
         for inst in [i for i in self.instances.values() if i.profile_id == pid]:
             if name and self.cj.listens_to(str(name)) and (inst.active or inst.goal_until):
-                self._apply(lambda fx, i=inst: self.engine.on_event(
-                    self.cj, i, event, profile, self.now, fx))  # fmt: skip
+                self._apply(
+                    lambda fx, i=inst: self.engine.on_event(
+                        self.cj, i, event, profile, self.now, fx
+                    )
+                )
         trigger = self.cj.journey.trigger
         if isinstance(trigger, EventTrigger) and trigger.event == name:
             variables = {"event": event, "profile": profile.model_dump(mode="json")}
             if self.cj.holds(trigger.condition, variables):
                 self._enter(pid, str(event.get("messageId") or f"{name}@{self.now}"), slim(event))
 
-    def segment(self, profile_id: str, segment: str, change: str, at: datetime | None = None
-                ) -> None:  # fmt: skip
+    def segment(
+        self, profile_id: str, segment: str, change: str, at: datetime | None = None
+    ) -> None:
         self.advance_to(at or self.now)
         facts = self.facts.setdefault(profile_id, CustomerFacts())
         (facts.segments.add if change == "entered" else facts.segments.discard)(segment)
         self._say(profile_id, f"segment {change} {segment}")
         for inst in [i for i in self.instances.values() if i.profile_id == profile_id]:
-            self._apply(lambda fx, i=inst: self.engine.on_segment(
-                self.cj, i, segment, change, self.now, fx))  # fmt: skip
+            self._apply(
+                lambda fx, i=inst: self.engine.on_segment(self.cj, i, segment, change, self.now, fx)
+            )
         trigger = self.cj.journey.trigger
         if isinstance(trigger, SegmentTrigger) and (trigger.segment, trigger.change) == (
-            segment, change,
-        ):  # fmt: skip
-            self._enter(profile_id, f"segment:{segment}:{change}:{self.now.isoformat()}",
-                        {"type": "segment", "segment": segment, "change": change,
-                         "properties": {}})  # fmt: skip
+            segment,
+            change,
+        ):
+            self._enter(
+                profile_id,
+                f"segment:{segment}:{change}:{self.now.isoformat()}",
+                {"type": "segment", "segment": segment, "change": change, "properties": {}},
+            )
 
     def advance_to(self, moment: datetime) -> None:
         """Fire every timer due up to `moment`, in due order, each at its own time."""
@@ -129,9 +137,17 @@ class Simulation:
     def _fire(self, timer: Timer) -> None:
         if timer.kind == "step" and timer.instance_id in self.instances:
             inst = self.instances[timer.instance_id]
-            self._apply(lambda fx: self.engine.on_timer(
-                self.cj, inst, timer.token or "", timer.due_at, self.profiles[inst.profile_id],
-                self.now, fx))  # fmt: skip
+            self._apply(
+                lambda fx: self.engine.on_timer(
+                    self.cj,
+                    inst,
+                    timer.token or "",
+                    timer.due_at,
+                    self.profiles[inst.profile_id],
+                    self.now,
+                    fx,
+                )
+            )
         elif timer.kind == "date" and timer.profile_id:
             self._enter(timer.profile_id, f"date:{timer.token}", {"type": "date", "properties": {}})
             self._plan_date(self.profiles[timer.profile_id], after=self.now + timedelta(days=1))
@@ -140,8 +156,9 @@ class Simulation:
             assert isinstance(trigger, ScheduleTrigger)
             for pid, facts in self.facts.items():
                 if trigger.segment in facts.segments:
-                    self._enter(pid, f"schedule:{timer.token}", {"type": "schedule",
-                                                                   "properties": {}})  # fmt: skip
+                    self._enter(
+                        pid, f"schedule:{timer.token}", {"type": "schedule", "properties": {}}
+                    )
             self._plan_schedule(force=True)
 
     def _apply(self, move: Any) -> None:
@@ -168,9 +185,14 @@ class Simulation:
         day = timing.trait_date(snapshot, trigger.date_attribute)
         if day is None:
             return
-        due = timing.next_occurrence(day, trigger.offset_days, trigger.at,
-                                     timing.customer_zone(snapshot), after or self.now,
-                                     trigger.yearly)  # fmt: skip
+        due = timing.next_occurrence(
+            day,
+            trigger.offset_days,
+            trigger.at,
+            timing.customer_zone(snapshot),
+            after or self.now,
+            trigger.yearly,
+        )
         if due is not None:
             tid = f"date:{profile.profile_id}"
             self.timers[tid] = Timer(
@@ -186,8 +208,9 @@ class Simulation:
         trigger = self.cj.journey.trigger
         if isinstance(trigger, ScheduleTrigger) and (force or "schedule" not in self.timers):
             due = timing.next_cron(trigger.schedule, self.now, trigger.timezone)
-            self.timers["schedule"] = Timer("schedule", "schedule", due, self.cj.journey.id,
-                                            token=due.isoformat())  # fmt: skip
+            self.timers["schedule"] = Timer(
+                "schedule", "schedule", due, self.cj.journey.id, token=due.isoformat()
+            )
 
     def _say(self, profile_id: str, text: str) -> None:
         self.trace.append((self.now, profile_id, text))

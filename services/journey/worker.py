@@ -6,18 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.journey import repository
+from services.journey import catalog, repository
 from services.journey.clock import Clock
 from services.journey.engine import Engine
 from services.journey.firing import Fired, fire_due
 from services.journey.models import outbox
-from services.journey.publishing import load_registry, plan_schedules
+from services.journey.publishing import plan_schedules
 from services.journey.registry import Registry
 from shared.errors import is_transient
 from shared.outbox import OutboxRelay, add_to_outbox
@@ -83,6 +84,7 @@ class TimerWorker:
         self._db, self._registry, self._engine = db, registry, engine
         self._relay, self._clock, self._batch = relay, clock, batch
         self.fired = 0
+        self.lateness_s: deque[float] = deque(maxlen=200_000)  # recent firings, for benchmarks
 
     async def step(self) -> bool:
         """One batch of due timers; True when the batch was full (more may be due)."""
@@ -101,6 +103,7 @@ class TimerWorker:
         TIMERS_FIRED.inc(result.fired)
         for late in result.lateness_s:
             TIMER_LATENESS.observe(late)
+        self.lateness_s.extend(result.lateness_s)
         return result
 
 
@@ -112,11 +115,14 @@ class Refresher:
 
     async def step(self) -> bool:
         async with self._db.begin() as conn:
-            fresh = await load_registry(conn, self._registry.refused)
-            await plan_schedules(conn, fresh, self._clock.now())
+            stored, status = await catalog.stored(conn)
+            await plan_schedules(conn, self._registry, self._clock.now())
             await repository.prune_seen(conn, self._clock.now() - timedelta(days=7))
-        for key, compiled in fresh.versions.items():
-            self._registry.versions.setdefault(key, compiled)
-        self._registry.latest.update(fresh.latest)
-        self._registry.status.update(fresh.status)
+        registry = self._registry
+        for journey in stored:
+            if (journey.id, journey.version) not in registry.versions:
+                registry.add(journey)
+        if status != {k: registry.status.get(k) for k in status}:
+            registry.status.update(status)
+            registry.changed()
         return False
