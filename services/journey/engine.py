@@ -86,8 +86,11 @@ class Engine:
         profile: ProfileSnapshot,
         now: datetime,
         fx: Effects,
+        held: bool = False,
     ) -> None:
-        """An event of the customer: goal, then exit criteria, then a wait for it."""
+        """An event of the customer: goal, then exit criteria, then a wait for it. While the
+        journey is paused (`held`) goals and exits still apply (they send nothing) and an
+        awaited event is remembered, so resuming takes the path the customer earned."""
         name = event.get("event")
         j = cj.journey
         variables = self._variables(cj, inst, profile, event)
@@ -122,6 +125,10 @@ class Engine:
             assert isinstance(step, WaitForEventStep)
             if self._matches(inst, event, step.match) and cj.holds(step.condition, variables):
                 inst.last_event = _slim(event)
+                if held:  # paused journey: remembered, taken when the wait is next looked at
+                    waiting["arrived"] = True
+                    inst.note(now, step.id, f"{name} arrived while paused")
+                    return
                 fx.cancelled.append(waiting["timer_id"])
                 inst.waiting = None
                 inst.note(now, step.id, f"{name} arrived")
@@ -164,7 +171,11 @@ class Engine:
         fx.lateness_s.append(late)
         step = cj.steps[waiting["step"]]
         inst.waiting = None
-        if isinstance(step, WaitForEventStep):
+        if isinstance(step, WaitForEventStep) and waiting.get("arrived"):
+            inst.note(now, step.id, f"{step.event} had arrived (while paused)")
+            fx.count(inst, step.id, "branch", "event")
+            target = step.on_event or cj.following[step.id]
+        elif isinstance(step, WaitForEventStep):
             inst.note(now, step.id, f"timed out waiting for {step.event}" + _late(late))
             fx.count(inst, step.id, "branch", "timeout")
             target = step.on_timeout or cj.following[step.id]

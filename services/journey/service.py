@@ -63,9 +63,11 @@ async def apply_profile_events(
         if event.get("type") != "track" or not name:
             continue
         for inst in list(work.live(profile.profile_id)):
-            cj = work.compiled(inst)
+            cj, held = work.compiled(inst), False
+            if cj is None:
+                cj, held = work.held(inst), True
             if cj is not None and cj.listens_to(name):
-                engine.on_event(cj, inst, event, profile, now, work.fx)
+                engine.on_event(cj, inst, event, profile, now, work.fx, held)
                 work.touch(inst)
         trigger = slim(event)
         for cj in registry.event_triggered(name):
@@ -165,7 +167,7 @@ async def apply_segment_changes(
         else:
             facts.segments.discard(change.segment_id)
         for inst in list(work.live(change.profile_id)):
-            cj = work.compiled(inst)
+            cj = work.compiled(inst) or work.held(inst)
             if cj is not None and inst.active:
                 engine.on_segment(cj, inst, change.segment_id, change.change, now, work.fx)
                 work.touch(inst)

@@ -71,6 +71,13 @@ class Work:
             return None
         return self.registry.get(inst.journey_id, inst.version)
 
+    def held(self, inst: Instance) -> CompiledJourney | None:
+        """The instance's version when its journey is paused (events only for goals, exits
+        and remembered waits)."""
+        if self.registry.status.get(inst.journey_id) != "paused":
+            return None
+        return self.registry.get(inst.journey_id, inst.version)
+
     def touch(self, inst: Instance) -> None:
         self.changed.add(inst.instance_id)
 

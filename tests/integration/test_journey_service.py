@@ -250,15 +250,21 @@ async def test_versions_pause_resume_archive_and_bad_files(
         paused = await client.post("/v1/journeys/cart/pause", headers=OPS)
         assert paused.json()["status"] == "paused"
         clock.advance(timedelta(hours=6))
-        assert await dispatch.read_for(1.5) == []  # held while paused
+        # While paused nothing is sent, but exit criteria still apply: `new` orders its cart.
+        await produce(config, PROFILE_EVENTS, [
+            record(new, f"{new}-2", "Order Completed", START, 2, cart_id="y")])  # fmt: skip
+        await eventually(partial(_status, client, new, "exited"), what="exit while paused")
+        assert await dispatch.read_for(1.5) == []
         await client.post("/v1/journeys/cart/resume", headers=OPS)
-        for p in (old, new):
-            await eventually(partial(waiting_at, client, p, "wait-order"), what="resumed")
+        await eventually(partial(waiting_at, client, old, "wait-order"), what="resumed")
+        assert "late" in " ".join(h["what"] for h in (await instances(client, old))[0]["history"])
         clock.advance(timedelta(hours=5))
-        got: list[Any] = await dispatch.read(2)
-        templates = {orjson.loads(r.value)["profile_id"]: orjson.loads(r.value)["template"]
-                     for r in got}  # fmt: skip
-        assert templates == {old: "cart-reminder", new: "cart-reminder-v2"}
+        got: list[Any] = await dispatch.read(1)
+        assert [orjson.loads(r.value)["template"] for r in got] == ["cart-reminder"]
+        assert [orjson.loads(r.value)["profile_id"] for r in got] == [old]
+        v2_instance = await instances(client, new)
+        assert v2_instance[0]["version"] == 2
+        assert v2_instance[0]["reason"] == "exit criterion: Order Completed"
 
         late = f"l-{uuid.uuid4().hex[:6]}"
         await produce(config, PROFILE_EVENTS, [

@@ -13,6 +13,7 @@ from services.journey.compiled import CompiledJourney
 from services.journey.dsl import Journey
 from services.journey.engine import Engine, in_holdout
 from services.journey.simulator import Simulation
+from services.journey.state import Effects
 from shared.contracts import ProfileSnapshot
 
 START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday
@@ -345,3 +346,18 @@ def test_time_scale_shrinks_waits() -> None:
     s.event(track("Checkout Started", "m1", cart_id="c1"))
     s.run_for(timedelta(seconds=20))  # 4h30m scaled by 1/1000 is 16.2s
     assert len(s.sent()) == 1
+
+
+def test_an_awaited_event_arriving_while_paused_is_taken_on_resume() -> None:
+    s = sim(CART.replace("exit_on: [{event: Order Completed, match: [cart_id]}]\n", ""))
+    s.event(track("Checkout Started", "m1", cart_id="c1"))
+    s.run_for(timedelta(hours=1))  # now waiting for the order
+    inst = s.of("p1")[0]
+    order = track("Order Completed", "m2", cart_id="c1")
+    fx = Effects()
+    s.engine.on_event(s.cj, inst, order, s.profiles["p1"], s.now, fx, held=True)
+    assert inst.active
+    assert fx.dispatches == []
+    s.run_for(timedelta(days=1))  # the timeout fires after the resume: the event path wins
+    assert s.sent() == []
+    assert inst.reason == "exit step"
