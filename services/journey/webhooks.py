@@ -31,12 +31,14 @@ class WebhookCaller:
     ) -> None:
         self._db, self._clock, self._allow = db, clock, list(allow)
         self._timeout, self._batch = timeout_s, batch
+        self._next_sweep = clock.now()
 
     async def step(self) -> bool:
+        now = self._clock.now()
         async with self._db.begin() as conn:
-            await webhooks_repository.mark_stale_unknown(
-                conn, self._clock.now() - timedelta(minutes=5)
-            )
+            if now >= self._next_sweep:
+                await webhooks_repository.mark_stale_unknown(conn, now - timedelta(minutes=5))
+                self._next_sweep = now + timedelta(minutes=1)
             calls = await webhooks_repository.claim(conn, self._batch)
         if not calls:
             return False

@@ -53,7 +53,8 @@ class Work:
         if not wanted:
             return
         last = await repository.last_entries(conn, wanted)
-        segments = await repository.segments_of(conn, wanted)
+        audiences = any(c.journey.entry.audience for c in self.registry.enterable())
+        segments = await repository.segments_of(conn, wanted) if audiences else {}
         for pid in wanted:
             facts = CustomerFacts(segments=segments.get(pid, set()), last_entry=last.get(pid, {}))
             for inst in self.by_profile.get(pid, []):
