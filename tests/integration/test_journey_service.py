@@ -347,3 +347,63 @@ steps: [{{id: call, type: webhook, url: "http://127.0.0.1:{port}/in", body: {{he
         assert len(received) == expect
     server.close()
     assert b'{"hello":"world"}' in received[0]
+
+
+BIRTHDAY = """id: bday
+name: Birthday
+version: 1
+trigger: {date_attribute: birthday, yearly: true, at: "09:00"}
+steps: [{id: card, type: send, channel: email, template: birthday}]
+"""
+WEEKLY = """id: weekly
+name: Weekly
+version: 1
+trigger: {schedule: "0 9 * * 1", segment: lapsed-customers}
+steps: [{id: nudge, type: send, channel: email, template: win-back}]
+"""
+
+
+def with_birthday(pid: str, mid: str, at: datetime, birthday: str) -> bytes:
+    body = orjson.loads(record(pid, mid, "Product Viewed", at))
+    body["profile"]["traits"]["birthday"] = birthday
+    return orjson.dumps(body)
+
+
+async def test_date_and_schedule_triggers_fire_on_the_clock(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A birthday fires once at 09:00 on the day (a later event does not plan it again); a
+    weekly schedule enters each member of its segment at every run."""
+    config = _config(settings, tmp_path, {"bday": BIRTHDAY, "weekly": WEEKLY})
+    clock = ManualClock(START)  # Monday 2 March 2026, 10:00 UTC
+    run = uuid.uuid4().hex[:6]
+    born, member, outsider = f"d-{run}", f"w-{run}", f"x-{run}"
+    async with TopicReader(config, DISPATCH) as dispatch, running(create_app(config, clock)):
+        await produce(
+            config, PROFILE_EVENTS, [with_birthday(born, f"{born}-1", START, "1990-03-04")]
+        )
+        await produce(
+            config,
+            SEGMENT_CHANGES,
+            [change(member, "lapsed-customers", "entered", START)],
+            key=member.encode(),
+        )
+        await produce(config, SEGMENT_CHANGES, [  # keyed by customer, so in order
+            change(outsider, "lapsed-customers", "entered", START),
+            change(outsider, "lapsed-customers", "exited", START + timedelta(seconds=1)),
+        ], key=outsider.encode())  # fmt: skip
+        assert await dispatch.read_for(1.5) == []
+        clock.set(datetime(2026, 3, 4, 9, 0, 5, tzinfo=UTC))
+        first: list[Any] = await dispatch.read(1)
+        assert [orjson.loads(r.value)["profile_id"] for r in first] == [born]
+        # Another event the same day must not plan (and fire) today's birthday again.
+        await produce(config, PROFILE_EVENTS, [
+            with_birthday(born, f"{born}-2", clock.now(), "1990-03-04")])  # fmt: skip
+        clock.set(datetime(2026, 3, 9, 9, 0, 5, tzinfo=UTC))  # the next Monday, 09:00
+        weekly: list[Any] = await dispatch.read(1)
+        assert [(orjson.loads(r.value)["profile_id"], orjson.loads(r.value)["template"])
+                for r in weekly] == [(member, "win-back")]  # fmt: skip
+        clock.set(datetime(2026, 3, 16, 9, 0, 5, tzinfo=UTC))
+        again: list[Any] = await dispatch.read(1)
+        assert [orjson.loads(r.value)["profile_id"] for r in again] == [member]
+        assert await dispatch.read_for(1.0) == []
