@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -61,7 +62,12 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             ),
             Loop(
                 "journey-refresh",
-                Refresher(runtime.engine, registry, time_source).step,
+                Refresher(
+                    runtime.engine,
+                    registry,
+                    time_source,
+                    timedelta(days=config.journey_seen_retention_days),
+                ).step,
                 config.journey_refresh_interval_s,
             ),
         ]

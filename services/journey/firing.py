@@ -58,10 +58,12 @@ async def fire_due(
                 if timer.instance_id not in missing:
                     done.append(timer.timer_id)  # the instance is gone (erased): drop its timer
                 continue  # held by a consumer right now: fire on the next pass
-            done.append(timer.timer_id)
             cj = work.compiled(inst)
             if cj is None:
-                continue
+                if registry.get(inst.journey_id, inst.version) is not None:
+                    done.append(timer.timer_id)  # archived meanwhile: nothing left to do
+                continue  # a version this replica has not loaded yet: the next pass
+            done.append(timer.timer_id)
             profile = profiles.get(inst.profile_id) or _bare(inst.profile_id, now)
             engine.on_timer(cj, inst, timer.token, timer.due_at, profile, now, work.fx)
             work.touch(inst)

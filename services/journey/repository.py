@@ -20,6 +20,7 @@ from services.journey.models import (
     profiles,
     seen_messages,
     timers,
+    webhook_calls,
 )
 from services.journey.state import CounterKey, Instance, Timer
 from shared.contracts import ProfileSnapshot
@@ -403,6 +404,8 @@ async def move_profile(conn: AsyncConnection, source: str, target: str) -> None:
 
 async def erase_profile(conn: AsyncConnection, profile_id: str) -> None:
     """Everything held about a customer goes; only anonymous counters remain."""
+    theirs = select(instances.c.instance_id).where(instances.c.profile_id == profile_id)
+    await conn.execute(delete(webhook_calls).where(webhook_calls.c.instance_id.in_(theirs)))
     for table in (instances, timers, entries, memberships, profiles):
         await conn.execute(delete(table).where(table.c.profile_id == profile_id))
 

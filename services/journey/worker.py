@@ -110,14 +110,17 @@ class TimerWorker:
 class Refresher:
     """Picks up versions and statuses other replicas (or the API) published."""
 
-    def __init__(self, db: AsyncEngine, registry: Registry, clock: Clock) -> None:
+    def __init__(
+        self, db: AsyncEngine, registry: Registry, clock: Clock, retention: timedelta
+    ) -> None:
         self._db, self._registry, self._clock = db, registry, clock
+        self._retention = retention
 
     async def step(self) -> bool:
         async with self._db.begin() as conn:
             stored, status = await catalog.stored(conn)
             await plan_schedules(conn, self._registry, self._clock.now())
-            await repository.prune_seen(conn, self._clock.now() - timedelta(days=7))
+            await repository.prune_seen(conn, self._clock.now() - self._retention)
         registry = self._registry
         for journey in stored:
             if (journey.id, journey.version) not in registry.versions:
