@@ -407,3 +407,22 @@ async def test_date_and_schedule_triggers_fire_on_the_clock(
         again: list[Any] = await dispatch.read(1)
         assert [orjson.loads(r.value)["profile_id"] for r in again] == [member]
         assert await dispatch.read_for(1.0) == []
+
+
+async def test_a_bad_file_never_stops_the_published_version(
+    settings: Settings, tmp_path: Path
+) -> None:
+    config = _config(settings, tmp_path, {"cart": CART})
+    clock = ManualClock(START)
+    async with running(create_app(config, clock)):
+        pass  # publishes cart v1
+    (Path(config.journeys_dir) / "cart.yaml").write_text(CART.replace("steps:", "stepz:"))
+    pid = f"k-{uuid.uuid4().hex[:6]}"
+    async with running(create_app(config, clock)) as client:
+        listed = (await client.get("/v1/journeys", headers=OPS)).json()
+        assert [(j["id"], j["version"], j["status"]) for j in listed["journeys"]] == [
+            ("cart", 1, "active")]  # fmt: skip
+        assert "cart.yaml" in listed["refused"][0]
+        await produce(config, PROFILE_EVENTS, [
+            record(pid, f"{pid}-1", "Checkout Started", START, cart_id="c")])  # fmt: skip
+        await eventually(partial(waiting_at, client, pid, "settle"), what="entry into stored v1")
