@@ -191,20 +191,93 @@ def schemas(
 
 @app.command()
 def validate(
-    journeys: Path = Path("journeys"),
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Journey files or directories.")
+    ] = None,
+    journeys: Annotated[Path | None, typer.Option(help="A journeys directory.")] = None,
     segments: Path = Path("segments"),
+    templates: Path = Path("templates"),
 ) -> None:
-    """Check every journey and segment file; errors point at file:line."""
-    from services.journey.loader import load_journeys
+    """Check journey and segment files; each problem as file:line:col (exit 1 if any)."""
+    from journeyman.journeytools import validate_paths
     from services.segmenter.definitions import load_segments
 
-    found_journeys, journey_errors = load_journeys(journeys)
-    found_segments, segment_errors = load_segments(segments)
-    for error in [*journey_errors, *segment_errors]:
-        console.print(f"[red]{error}[/]", highlight=False)
-    console.print(f"{len(found_journeys)} journeys and {len(found_segments)} segments valid")
-    if journey_errors or segment_errors:
+    targets = [*(paths or []), *([journeys] if journeys else [])] or [Path("journeys")]
+    checked, problems = validate_paths(targets, segments, templates)
+    found_segments, segment_errors = load_segments(segments) if segments.is_dir() else ([], [])
+    for problem in problems:
+        console.print(str(problem), style="red", highlight=False, markup=False, soft_wrap=True)
+    for error in segment_errors:
+        console.print(str(error), style="red", highlight=False, markup=False, soft_wrap=True)
+    console.print(f"{checked - len({p.path for p in problems})} of {checked} journeys and "
+                  f"{len(found_segments)} segments valid")  # fmt: skip
+    if problems or segment_errors:
         raise typer.Exit(1)
+
+
+@app.command()
+def simulate(
+    journey: Path,
+    profile: Annotated[
+        Path | None, typer.Option(help="Profile JSON (traits, behaviour, ...).")
+    ] = None,
+    events: Annotated[Path | None, typer.Option(help="Events, one JSON object a line.")] = None,
+    templates: Path = Path("templates"),
+    days: Annotated[int, typer.Option(help="How far past the last event to run the clock.")] = 60,
+) -> None:
+    """Run a journey for one customer on a virtual clock; print the path and the messages."""
+    from datetime import timedelta
+
+    import orjson
+
+    from journeyman.journeytools import read_events
+    from journeyman.journeytools import simulate as run
+
+    person = orjson.loads(profile.read_bytes()) if profile else {}
+    lines = run(journey, person, read_events(events) if events else [], templates,
+                timedelta(days=days))  # fmt: skip
+    for line in lines:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
+def backtest(
+    journey: Path,
+    since: Annotated[str, typer.Option(help="How far back, e.g. 30d.")] = "30d",
+) -> None:
+    """Replay stored events (the profile timeline, read-only) through a draft journey."""
+    from datetime import UTC, datetime
+
+    from journeyman.journeytools import _load, load_history, replay, since_of
+
+    draft = _load(journey)
+    history, people = asyncio.run(load_history(Settings().database_url, since_of(since)))
+    result = replay(draft, history, people, datetime.now(UTC))
+    table = Table(title=f"backtest of {draft.id} v{draft.version} over {since}")
+    table.add_column("measure")
+    table.add_column("count", justify="right")
+    for name, value in (("customers with events", result.customers), ("events", result.events),
+                        ("entered", result.entered), ("converted", result.converted)):  # fmt: skip
+        table.add_row(name, str(value))
+    for step in draft.steps:
+        table.add_row(f"step {step.id}", str(result.per_step.get(step.id, 0)))
+    for template, n in sorted(result.sends.items()):
+        table.add_row(f"would send {template}", str(n))
+    console.print(table)
+
+
+@app.command()
+def diagram(
+    journey: Path,
+    out: Annotated[Path, typer.Option(help="Directory for the .mmd (and .svg) files.")] = Path(
+        "docs/diagrams"
+    ),
+) -> None:
+    """Draw a journey: Mermaid always, SVG too when Graphviz `dot` is installed."""
+    from journeyman.journeytools import write_diagram
+
+    for path in write_diagram(journey, out):
+        console.print(f"wrote {path}")
 
 
 @app.command(hidden=True)

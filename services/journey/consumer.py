@@ -1,31 +1,43 @@
-"""Kafka handler of `jm.profile-events`: decode, then start journeys and queue their dispatches
-in one transaction."""
+"""Kafka handlers of `jm.profile-events` and `jm.segment-changes`: decode, then one use-case
+call per batch in one transaction that also writes the outbox."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.journey.engine import CompiledJourney
+from services.journey.clock import Clock
+from services.journey.engine import Engine
 from services.journey.models import outbox
-from services.journey.service import start_journeys
+from services.journey.registry import Registry
+from services.journey.service import apply_profile_events, apply_segment_changes
 from shared.consumer import BatchHandler, Record, Rejected
-from shared.contracts import ProfileEventRecord
+from shared.contracts import ProfileEventRecord, SegmentChange
 from shared.decoding import decode_all, model_decoder
 from shared.outbox import OutboxRelay, add_to_outbox
 from shared.runtime import Runtime
+from shared.topics import PROFILE_EVENTS
 
-_decode = model_decoder(ProfileEventRecord)
+_profile_event = model_decoder(ProfileEventRecord)
+_segment_change = model_decoder(SegmentChange)
 
 
-def profile_events_handler(
-    runtime: Runtime, relay: OutboxRelay, journeys: Sequence[CompiledJourney]
+def events_handler(
+    runtime: Runtime, relay: OutboxRelay, registry: Registry, engine: Engine, clock: Clock
 ) -> BatchHandler:
     async def handle(records: Sequence[Record]) -> Sequence[Rejected]:
-        decoded, rejected = decode_all(records, _decode)
+        events = [r for r in records if r.topic == PROFILE_EVENTS]
+        changes = [r for r in records if r.topic != PROFILE_EVENTS]
+        decoded, rejected = decode_all(events, _profile_event)
+        decoded_changes, rejected_changes = decode_all(changes, _segment_change)
         batch = [(item, rec.headers.get("traceparent")) for rec, item in decoded]
+        now = clock.now()
         async with runtime.engine.begin() as conn:
-            await add_to_outbox(conn, outbox, await start_journeys(conn, journeys, batch))
+            out = await apply_profile_events(conn, registry, engine, batch, now)
+            out += await apply_segment_changes(
+                conn, registry, engine, [c for _, c in decoded_changes], now
+            )
+            await add_to_outbox(conn, outbox, out)
         relay.wake()
-        return rejected
+        return [*rejected, *rejected_changes]
 
     return handle

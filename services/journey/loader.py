@@ -7,13 +7,25 @@ import logging
 from pathlib import Path
 
 from services.journey.dsl import Journey
-from shared.yamldoc import DefinitionError, load_yaml, validate_doc
+from services.journey.graph import problems
+from shared.yamldoc import DefinitionError, YamlDoc, load_yaml, validate_doc
 
 log = logging.getLogger(__name__)
 
 
+def check_doc(doc: YamlDoc) -> Journey:
+    """Schema, CEL and step-graph rules; the first problem raised with its line."""
+    journey = validate_doc(doc, Journey)
+    found = problems(journey)
+    if found:
+        loc, message = found[0]
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise DefinitionError(doc.path, doc.line_of(loc), message + more)
+    return journey
+
+
 def load_journey(path: Path) -> Journey:
-    return validate_doc(load_yaml(path), Journey)
+    return check_doc(load_yaml(path))
 
 
 def load_journeys(directory: Path) -> tuple[list[Journey], list[DefinitionError]]:

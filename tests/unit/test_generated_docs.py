@@ -33,4 +33,4 @@ def test_validate_accepts_the_shipped_files_and_points_at_bad_lines(tmp_path: Pa
     (tmp_path / "broken.yaml").write_text("id: broken\nname: B\nversion: 0\n")
     bad = runner.invoke(app, ["validate", "--journeys", str(tmp_path), "--segments", str(tmp_path)])
     assert bad.exit_code == 1
-    assert "broken.yaml:3: version" in bad.output.replace("\n", "")
+    assert "broken.yaml:3:1: version" in bad.output.replace("\n", "")

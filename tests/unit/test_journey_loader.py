@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.journey.engine import CompiledJourney, entries_for, instance_id
+from services.journey.engine import instance_id
 from services.journey.loader import load_journey, load_journeys
-from shared.contracts import ProfileSnapshot
 from shared.yamldoc import DefinitionError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,15 +53,26 @@ def test_bad_cel_and_bad_yaml_are_refused_with_lines(tmp_path: Path) -> None:
     assert "CEL" in errors[0].message
 
 
-def test_trigger_condition_selects_events(tmp_path: Path) -> None:
-    path = tmp_path / "j.yaml"
-    path.write_text(GOOD)
-    compiled = [CompiledJourney.of(load_journey(path))]
-    profile = ProfileSnapshot(profile_id="p", version=1, updated_at="2026-01-01T00:00:00Z")
-    big = {"type": "track", "event": "Order Completed", "messageId": "m1",
-           "properties": {"revenue": 50}}  # fmt: skip
-    small = {**big, "messageId": "m2", "properties": {"revenue": 5}}
-    assert len(entries_for(compiled, big, profile)) == 1
-    assert entries_for(compiled, small, profile) == []
-    entry = entries_for(compiled, big, profile)[0]
-    assert entry.instance_id == instance_id(compiled[0].journey, "p", "m1")  # stable on redelivery
+def test_graph_rules_point_at_their_lines(tmp_path: Path) -> None:
+    body = (
+        GOOD
+        + """  - id: back
+    type: branch
+    cases:
+      - {condition: "true", next: mail}
+  - {id: stop, type: exit}
+  - {id: orphan, type: exit}
+"""
+    )
+    path = tmp_path / "loop.yaml"
+    path.write_text(body)
+    with pytest.raises(DefinitionError) as info:
+        load_journey(path)
+    assert info.value.line == 15
+    assert "loops need a goto step with max_loops" in info.value.message
+    assert "(and 1 more)" in info.value.message
+
+
+def test_instance_ids_are_stable() -> None:
+    assert instance_id("j", 1, "p", "m1") == instance_id("j", 1, "p", "m1")
+    assert instance_id("j", 2, "p", "m1") != instance_id("j", 1, "p", "m1")

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 JOURNEY = yaml.safe_load((ROOT / "journeys" / "detractor-follow-up.yaml").read_text())
 
 
-def _answer(survey: str, score: int) -> dict[str, Any]:
-    link = SurveyLink("p-1", survey, "post-purchase", "ask", "d-1")
+def _answer(survey: str, score: int, journey: str = "post-purchase") -> dict[str, Any]:
+    link = SurveyLink("p-1", survey, journey, "ask", "d-1")
     return answer_message(link, {"userId": "u-1"}, score, None, datetime(2026, 1, 1, tzinfo=UTC))
 
 
@@ -35,3 +35,10 @@ def test_detractors_and_low_csat_trigger_the_follow_up(
     assert condition.holds({"event": _answer(survey, score), "profile": {}}) is follows_up
     assert JOURNEY["steps"][0]["template"] == "detractor-follow-up"
     assert (ROOT / "templates" / "detractor-follow-up" / "subject.liquid").exists()
+
+
+def test_post_delivery_survey_answers_are_left_to_that_journey() -> None:
+    """That journey branches on the score itself: one follow-up, not two."""
+    condition = Condition(JOURNEY["trigger"]["condition"])
+    answer = _answer("nps", 2, journey="post-delivery-survey")
+    assert condition.holds({"event": answer, "profile": {}}) is False

@@ -1,0 +1,344 @@
+"""`journeyman bench journey`: events through the journey engine, event-to-dispatch latency of
+immediate sends, timer firings and lateness, and a large backlog of due timers drained, beside
+the raw pass-through baseline measured in the same run.
+
+On the embedded PostgreSQL and Tansu broker (fresh, in a temporary directory), with the seven
+example journeys, the thank-you journey and one timer journey loaded, and the journey service's
+consumer, relay and timer worker running in-process (SystemClock, real durations):
+
+1. Throughput: one `jm.profile-events` record per customer (sign-ups, checkouts, orders with
+   beans, deliveries, product views) queued, then consumed at full speed; the same records
+   through the raw pass-through baseline.
+2. Latency: sign-ups at a fixed rate (the welcome journey sends at once); the time from
+   producing the profile event to reading its dispatch on `jm.dispatch`.
+3. Lateness: timers due over a few seconds at a steady rate; how late each fired.
+4. Backlog: N instances waiting on timers that are all due (set-based seed), drained by the
+   worker: firings/s and the time to drain. Each firing moves an instance, sends a message
+   (a dispatch through the outbox) and completes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from rich.console import Console
+
+from journeyman.bench.common import (
+    Throughput,
+    asyncpg_dsn,
+    percentile,
+    produce_all,
+    raw_passthrough,
+    report,
+)
+from journeyman.embedded import EmbeddedKafka, EmbeddedPostgres
+from shared.kafka import ensure_topics
+from shared.migrations import upgrade
+from shared.topics import DISPATCH, PROFILE_EVENTS
+
+ROOT = Path(__file__).resolve().parents[2]
+SIZES = {"small": 10_000, "default": 100_000, "large": 100_000}
+BACKLOG = {"small": 50_000, "default": 1_000_000, "large": 1_000_000}
+LATENCY_RATE = 2_000  # events/s
+LATENCY_EVENTS = {"small": 2_000, "default": 10_000, "large": 20_000}
+LATENESS_TIMERS = {"small": 5_000, "default": 20_000, "large": 20_000}
+LATENESS_SPAN_S = 5.0
+TIMER_JOURNEY = """id: bench-timers
+name: Timer benchmark
+version: 1
+trigger: {event: Bench Timer}
+steps:
+  - {id: pause, type: wait, duration: 1h}
+  - {id: ping, type: send, channel: email, template: welcome}
+"""
+
+
+def _record(pid: str, mid: str, name: str, at: datetime, **props: Any) -> bytes:
+    return orjson.dumps(
+        {
+            "event": {
+                "type": "track",
+                "event": name,
+                "messageId": mid,
+                "userId": pid,
+                "timestamp": at.isoformat(),
+                "properties": props,
+            },
+            "profile": {
+                "profile_id": pid,
+                "version": 2,
+                "user_id": pid,
+                "updated_at": at.isoformat(),
+                "traits": {
+                    "first_name": "Ana",
+                    "email": f"{pid}@example.com",
+                    "birthday": "1990-05-17",
+                    "timezone": "Europe/Paris",
+                },
+                "behaviour": {"orders_count": 1},
+                "consent": {},
+            },
+        }
+    )
+
+
+def _traffic(count: int, run: str, seed: int = 7) -> list[tuple[bytes | None, bytes]]:
+    """One event per customer, the mix a shop sends; about half start an instance."""
+    rng = random.Random(seed)  # noqa: S311  (synthetic data)
+    now = datetime.now(UTC)
+    out: list[tuple[bytes | None, bytes]] = []
+    for i in range(count):
+        pid, mid = f"{run}-{i}", f"{run}-{i}-1"
+        kind = rng.random()
+        if kind < 0.15:
+            record = _record(pid, mid, "Signed Up", now)
+        elif kind < 0.35:
+            record = _record(pid, mid, "Checkout Started", now, cart_id=f"cart-{i}")
+        elif kind < 0.5:
+            record = _record(
+                pid,
+                mid,
+                "Order Completed",
+                now,
+                cart_id=f"c-{i}",
+                revenue=30.0,
+                products=[{"product_id": "sku-espresso", "price": 24.9}],
+            )
+        elif kind < 0.6:
+            record = _record(pid, mid, "Order Delivered", now, order_id=f"o-{i}")
+        else:
+            record = _record(pid, mid, "Product Viewed", now, product_id="sku-mug")
+        out.append((pid.encode(), record))
+    return out
+
+
+async def _consume_all(app: Any, total: int) -> Throughput:
+    consumer = app.state.runtime.consumers[0]
+    first_seen, base = 0.0, 0
+    while consumer.processed < total:
+        await asyncio.sleep(0.02)
+        if not first_seen and consumer.processed:
+            first_seen, base = time.perf_counter(), consumer.processed
+    elapsed = time.perf_counter() - first_seen if first_seen else 0.0
+    return Throughput(total - base, elapsed)
+
+
+async def _outbox_drained(dsn: str) -> None:
+    db = await asyncpg.connect(dsn)
+    try:
+        while await db.fetchval("SELECT count(*) FROM journey.outbox"):  # noqa: ASYNC110
+            await asyncio.sleep(0.2)  # (a table another task empties: nothing to wait on)
+        await db.execute("VACUUM ANALYZE journey.outbox, journey.instances, journey.timers")
+    finally:
+        await db.close()
+
+
+async def _latency(bootstrap: str, run: str, count: int) -> list[float]:
+    """Sign-ups at LATENCY_RATE/s; ms from producing each to reading its welcome dispatch."""
+    reader = AIOKafkaConsumer(
+        DISPATCH,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        fetch_max_wait_ms=5,
+        auto_offset_reset="latest",
+    )
+    await reader.start()
+    await reader.seek_to_end()
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+
+    async def read() -> None:
+        while len(latencies) < count:
+            batches = await reader.getmany(timeout_ms=200)
+            arrived = time.perf_counter()
+            for msgs in batches.values():
+                for msg in msgs:
+                    body = orjson.loads(msg.value or b"{}")
+                    pid = body.get("profile_id", "")
+                    if body.get("template") == "welcome" and pid in sent_at:
+                        latencies.append((arrived - sent_at.pop(pid)) * 1000)
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=0)
+    await producer.start()
+    reading = asyncio.create_task(read())
+    try:
+        started = time.perf_counter()
+        for i in range(count):
+            due = started + i / LATENCY_RATE
+            if (delay := due - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            pid = f"{run}-new-{i}"
+            value = _record(pid, f"{pid}-1", "Signed Up", datetime.now(UTC))
+            sent_at[pid] = time.perf_counter()
+            await producer.send(PROFILE_EVENTS, value=value, key=pid.encode())
+        await asyncio.wait_for(reading, timeout=120)
+    finally:
+        reading.cancel()
+        await producer.stop()
+        await reader.stop()
+    return latencies
+
+
+async def _seed_waiting(
+    dsn: str, prefix: str, count: int, first_due: datetime, step_ms: float
+) -> None:
+    """`count` instances of the timer journey waiting, their timers due from `first_due`,
+    one every `step_ms` (0: all at once), and the customers' snapshots (set-based)."""
+    db = await asyncpg.connect(dsn)
+    try:
+        async with db.transaction():
+            await db.execute(
+                "INSERT INTO journey.profiles (profile_id, version, snapshot) "
+                "SELECT $1 || '-' || i, 1, jsonb_build_object('profile_id', $1 || '-' || i,"
+                " 'version', 1, 'user_id', $1 || '-' || i, 'updated_at', '2026-01-01T00:00:00Z',"
+                " 'traits', jsonb_build_object('email', $1 || '-' || i || '@example.com'),"
+                " 'behaviour', '{}'::jsonb, 'consent', '{}'::jsonb) "
+                "FROM generate_series(0, $2 - 1) i ON CONFLICT DO NOTHING",
+                prefix,
+                count,
+            )
+            await db.execute(
+                "INSERT INTO journey.instances (instance_id, journey_id, journey_version,"
+                " profile_id, entry_key, status, current_step, grp, entered_at, state) "
+                "SELECT $1 || '-' || i, 'bench-timers', 1, $1 || '-' || i, 'seed', 'active',"
+                " 'pause', 'treatment', now(), jsonb_build_object("
+                "  'trigger', jsonb_build_object('type', 'track', 'event', 'Bench Timer',"
+                "   'properties', '{}'::jsonb), 'visits', jsonb_build_object('pause', 1),"
+                "  'waiting', jsonb_build_object('step', 'pause', 'token', 'pause:1',"
+                "   'timer_id', $1 || '-' || i || ':pause:1'), 'history', '[]'::jsonb) "
+                "FROM generate_series(0, $2 - 1) i",
+                prefix,
+                count,
+            )
+            await db.execute(
+                "INSERT INTO journey.timers (timer_id, kind, due_at, journey_id, instance_id,"
+                " profile_id, token) "
+                "SELECT $1 || '-' || i || ':pause:1', 'step',"
+                " $3::timestamptz + (i * $4) * interval '1 millisecond', 'bench-timers',"
+                " $1 || '-' || i, $1 || '-' || i, 'pause:1' "
+                "FROM generate_series(0, $2 - 1) i",
+                prefix,
+                count,
+                first_due,
+                step_ms,
+            )
+        await db.execute("ANALYZE journey.timers, journey.instances, journey.profiles")
+    finally:
+        await db.close()
+
+
+async def _drained(dsn: str, prefix: str, timeout_s: float) -> float:
+    """Seconds until no timer of `prefix` is left."""
+    db = await asyncpg.connect(dsn)
+    started = time.perf_counter()
+    try:
+        while await db.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM journey.timers WHERE timer_id LIKE $1 || '-%')", prefix
+        ):
+            if time.perf_counter() - started > timeout_s:
+                raise TimeoutError(f"timers of {prefix} not drained in {timeout_s}s")
+            await asyncio.sleep(0.1)
+    finally:
+        await db.close()
+    return time.perf_counter() - started
+
+
+async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[str, Any]:
+    from services.journey.app import create_app  # noqa: PLC0415  (CLI starts fast)
+    from services.journey.settings import JourneySettings  # noqa: PLC0415
+
+    count, run = SIZES[size], uuid.uuid4().hex[:6]
+    dsn = asyncpg_dsn(pg_url)
+    await ensure_topics(bootstrap)
+    (work / "journeys").mkdir()
+    (work / "journeys" / "bench-timers.yaml").write_text(TIMER_JOURNEY)
+    records = _traffic(count, run)
+    baseline = await raw_passthrough(bootstrap, pg_url, records)
+    await produce_all(bootstrap, PROFILE_EVENTS, records)
+    settings = JourneySettings(
+        database_url=pg_url,
+        kafka_bootstrap_servers=bootstrap,
+        service_name="bench-journey",
+        journeys_dir=str(ROOT / "journeys"),
+        journey_extra_dirs=[str(ROOT / "examples" / "journeys"), str(work / "journeys")],
+        kafka_session_timeout_ms=6_000,
+        log_level="WARNING",
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        worker = app.state.runtime.state["timers"]
+        through = await _consume_all(app, count)
+        await _outbox_drained(dsn)
+        latencies = await _latency(bootstrap, run, LATENCY_EVENTS[size])
+        await _outbox_drained(dsn)
+        spread = LATENESS_TIMERS[size]
+        worker.lateness_s.clear()
+        start = datetime.now(UTC) + timedelta(seconds=1)
+        await _seed_waiting(dsn, f"{run}-late", spread, start, LATENESS_SPAN_S * 1000 / spread)
+        await _drained(dsn, f"{run}-late", 120)
+        lateness = list(worker.lateness_s)
+        await _outbox_drained(dsn)
+        backlog = BACKLOG[size]
+        await _seed_waiting(dsn, f"{run}-due", backlog, datetime.now(UTC) - timedelta(hours=1), 0)
+        fired_before = worker.fired
+        drain_s = await _drained(dsn, f"{run}-due", 1_800)
+        fired = worker.fired - fired_before
+    ratio = through.per_second / baseline.per_second if baseline.per_second else 0.0
+    return {
+        "size": size,
+        "customers": count,
+        "journeys": 9,
+        "baseline_events_per_s": round(baseline.per_second, 1),
+        "journey_events_per_s": round(through.per_second, 1),
+        "ratio_to_baseline": round(ratio, 3),
+        "dispatch_latency_p50_ms": round(percentile(latencies, 50), 1),
+        "dispatch_latency_p99_ms": round(percentile(latencies, 99), 1),
+        "latency_rate_per_s": LATENCY_RATE,
+        "latency_samples": len(latencies),
+        "lateness_timers": spread,
+        "timer_lateness_p50_ms": round(percentile(lateness, 50) * 1000, 1),
+        "timer_lateness_p99_ms": round(percentile(lateness, 99) * 1000, 1),
+        "backlog_timers": backlog,
+        "backlog_fired": fired,
+        "backlog_drain_s": round(drain_s, 1),
+        "timer_firings_per_s": round(backlog / drain_s, 1) if drain_s else 0.0,
+    }
+
+
+def run(size: str, json_path: Path | None, console: Console) -> None:
+    if size not in SIZES:
+        raise ValueError(f"size is one of {', '.join(SIZES)}")
+    with tempfile.TemporaryDirectory(prefix="jm-bench-journey-") as tmp:
+        work = Path(tmp)
+        with (
+            EmbeddedPostgres(work / "postgres") as pg,
+            EmbeddedKafka(log_file=work / "broker.log") as broker,
+        ):
+            upgrade(pg.url)
+            console.print(
+                f"journey benchmark: {SIZES[size]:,} customers, 9 journeys, "
+                f"{BACKLOG[size]:,} due timers"
+            )
+            figures = asyncio.run(_measure(pg.url, broker.bootstrap_servers, work, size))
+    rows = [
+        ("raw baseline events/s", figures["baseline_events_per_s"]),
+        ("journey engine events/s", figures["journey_events_per_s"]),
+        ("ratio to baseline", figures["ratio_to_baseline"]),
+        (f"event->dispatch p50 ms at {LATENCY_RATE}/s", figures["dispatch_latency_p50_ms"]),
+        (f"event->dispatch p99 ms at {LATENCY_RATE}/s", figures["dispatch_latency_p99_ms"]),
+        ("timer lateness p50 ms", figures["timer_lateness_p50_ms"]),
+        ("timer lateness p99 ms", figures["timer_lateness_p99_ms"]),
+        (f"{figures['backlog_timers']:,} due timers drained, s", figures["backlog_drain_s"]),
+        ("timer firings/s", figures["timer_firings_per_s"]),
+    ]
+    report(console, "journeyman bench journey", rows, figures, json_path)

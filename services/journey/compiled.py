@@ -1,0 +1,70 @@
+"""A journey ready to run: its CEL compiled once, its steps indexed, its durations parsed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from services.journey.dsl import Journey, Step
+from services.journey.durations import parse_duration
+from shared.cel import Condition
+
+
+@dataclass
+class CompiledJourney:
+    journey: Journey
+    steps: dict[str, Step] = field(init=False)
+    following: dict[str, str | None] = field(init=False)
+    events: set[str] = field(init=False)
+    _conditions: dict[str, Condition] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        steps = self.journey.steps
+        self.steps = {s.id: s for s in steps}
+        self.following = {
+            s.id: (steps[i + 1].id if i + 1 < len(steps) else None) for i, s in enumerate(steps)
+        }
+        for source in self._sources():
+            self._conditions[source] = Condition(source)
+        self.events = self._listened()
+
+    @classmethod
+    def of(cls, journey: Journey) -> CompiledJourney:
+        return cls(journey)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.journey.id, self.journey.version
+
+    @property
+    def first_step(self) -> str:
+        return self.journey.steps[0].id
+
+    def holds(self, source: str | None, variables: dict[str, Any]) -> bool:
+        """A condition of this journey (None: always true)."""
+        return source is None or self._conditions[source].holds(variables)
+
+    def goal_window(self) -> timedelta | None:
+        return parse_duration(self.journey.goal.within) if self.journey.goal else None
+
+    def listens_to(self, event_name: str) -> bool:
+        """Whether an event of this name can move a running instance (goal, exit, wait)."""
+        return event_name in self.events
+
+    def _listened(self) -> set[str]:
+        found = {c.event for c in self.journey.exit_on if c.event}
+        if self.journey.goal:
+            found.add(self.journey.goal.event)
+        found |= {s.event for s in self.journey.steps if s.type == "wait_for_event"}
+        return found
+
+    def _sources(self) -> list[str]:
+        j = self.journey
+        out = [getattr(j.trigger, "condition", None)]
+        out += [c.condition for c in j.exit_on]
+        out.append(j.goal.condition if j.goal else None)
+        for step in j.steps:
+            out.append(getattr(step, "condition", None))
+            out += [c.condition for c in getattr(step, "cases", [])]
+        return [s for s in out if s]

@@ -1,0 +1,38 @@
+"""Settings of the journey service (prefix `JOURNEYMAN_`, like every service)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import Settings
+
+
+class JourneySettings(Settings):
+    journey_extra_dirs: list[str] = Field(
+        default_factory=list,
+        description="More directories of journey files loaded after journeys_dir (JSON list).",
+    )
+    journey_time_scale: float = Field(
+        default=1.0,
+        gt=0,
+        le=1.0,
+        description="Multiplies every wait, timeout and conversion window (the demo runs days "
+        "in seconds with 0.0001); 1 in production.",
+    )
+    journey_timer_interval_s: float = Field(
+        default=0.2, description="Longest pause of the timer worker between two passes."
+    )
+    journey_timer_batch: int = Field(
+        default=5_000, description="Most timers fired per transaction."
+    )
+    journey_refresh_interval_s: float = Field(
+        default=5.0, description="How often a replica re-reads published versions and statuses."
+    )
+    journey_webhook_allow: list[str] = Field(
+        default_factory=list,
+        description="Internal webhook targets allowed anyway: CIDRs or host names (JSON list).",
+    )
+    journey_webhook_timeout_s: float = Field(default=10.0, description="Timeout of one call.")
+    journey_seen_retention_days: int = Field(
+        default=7, description="How long processed message ids are kept for deduplication."
+    )
