@@ -82,7 +82,7 @@ async def test_every_channel_and_the_feedback_loop(
         assert webhook.verify("dev-only-webhook-secret", hook["body"].encode(), signature,
                               time.time())  # fmt: skip
         [mail] = local.emails()
-        assert mail["Subject"] == "Ana, votre panier vous attend"
+        assert mail["Subject"] == "Vous avez oublié quelque chose dans votre panier, Ana"
         assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         unsubscribe = mail["List-Unsubscribe"].strip("<>")
         html = mail.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
