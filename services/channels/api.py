@@ -22,14 +22,21 @@ Channel = Literal["email", "sms", "push", "webhook"]
 
 class Suppression(BaseModel):
     channel: Channel
-    address: str = Field(min_length=1, max_length=500)
-    reason: str = Field(default="added by ops", max_length=500)
+    address: str = Field(min_length=1, max_length=500, pattern="^[^\x00]+$")
+    reason: str = Field(default="added by ops", max_length=500, pattern="^[^\x00]*$")
 
 
 class TemplateSource(BaseModel):
     """Parts to validate, by file name: `{"subject.liquid": "...", "html.mjml": "..."}`."""
 
     parts: dict[str, str] = Field(max_length=50)
+
+
+def _text(value: str, field: str) -> str:
+    """PostgreSQL text cannot hold NUL: one is a 400 naming the field, not a 500."""
+    if "\x00" in value:
+        raise HTTPException(400, f"{field}: NUL characters are not accepted")
+    return value
 
 
 def _runtime(request: Request) -> Runtime:
@@ -55,14 +62,16 @@ def build_router(settings: ChannelsSettings) -> APIRouter:
     ) -> dict[str, Any]:  # fmt: skip
         """Totals per channel, a time series and counts per journey step."""
         async with _runtime(request).engine.connect() as conn:
-            found = await repository.message_stats(conn, journey_id, since, until, bucket)
+            found = await repository.message_stats(
+                conn, journey_id and _text(journey_id, "journey_id"), since, until, bucket
+            )
         return stats.shape(found["rows"])
 
     @router.get("/v1/profiles/{profile_id}/sends", tags=["messages"], dependencies=[read])
     async def sends_of(request: Request, profile_id: str) -> list[dict[str, Any]]:
         """A customer's latest messages, each with every policy decision and its reason."""
         async with _runtime(request).engine.connect() as conn:
-            return await repository.attempts_where(conn, profile_id=profile_id)
+            return await repository.attempts_where(conn, profile_id=_text(profile_id, "profile_id"))
 
     @router.get("/v1/journeys/{journey_id}/messages", tags=["messages"], dependencies=[read])
     async def messages_of_journey(
@@ -71,7 +80,7 @@ def build_router(settings: ChannelsSettings) -> APIRouter:
         """A journey's latest messages with their decisions."""
         async with _runtime(request).engine.connect() as conn:
             return await repository.attempts_where(
-                conn, journey_id=journey_id, limit=max(1, min(limit, 1000))
+                conn, journey_id=_text(journey_id, "journey_id"), limit=max(1, min(limit, 1000))
             )
 
     @router.get("/v1/messages/unknown", tags=["messages"], dependencies=[read])
@@ -128,7 +137,7 @@ def _template_routes(router: APIRouter, read: Any, write: Any) -> None:
         """Render a template for a customer as they would get it (links and tracking included)."""
         runtime = _runtime(request)
         async with runtime.engine.connect() as conn:
-            contacts = await repository.contacts_of(conn, [profile_id])
+            contacts = await repository.contacts_of(conn, [_text(profile_id, "profile_id")])
         if profile_id not in contacts:
             raise HTTPException(404, f"profile_id: {profile_id} is not known to channels")
         if channel not in PARTS:
@@ -177,6 +186,6 @@ def _ops_routes(router: APIRouter, read: Any, write: Any) -> None:
         request: Request, channel: Channel, address: str
     ) -> dict[str, bool]:
         async with _runtime(request).engine.begin() as conn:
-            if not await repository.remove_suppression(conn, channel, address):
+            if not await repository.remove_suppression(conn, channel, _text(address, "address")):
                 raise HTTPException(404, f"address: {address} is not suppressed on {channel}")
         return {"success": True}

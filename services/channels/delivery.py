@@ -75,7 +75,11 @@ class Delivery:
             }
         elif r.channel == "webhook":
             parts["webhook"] = _webhook_body(parts["webhook"], item)
-        data = {"journey_id": r.journey_id, "step_id": r.step_id}
+        extra = r.data.get("push_data")  # FCM data values are strings
+        data = {
+            "journey_id": r.journey_id, "step_id": r.step_id,
+            **({str(k): str(v) for k, v in extra.items()} if isinstance(extra, dict) else {}),
+        }  # fmt: skip
         return Message(r.dispatch_id, r.channel, item.address, parts, headers, data)
 
     async def deliver(self, claimed: Sequence[Claimed]) -> list[Outcome]:

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.channels import feedback
@@ -39,8 +39,8 @@ Work = Callable[[AsyncConnection, datetime], Awaitable[list[OutRecord]]]
 class StatusReport(BaseModel):
     """A generic provider's delivery report (JSON, signed like our own webhooks)."""
 
-    dispatch_id: str | None = None
-    provider_message_id: str | None = None
+    dispatch_id: str | None = Field(default=None, max_length=500, pattern="^[^\x00]*$")
+    provider_message_id: str | None = Field(default=None, max_length=500, pattern="^[^\x00]*$")
     status: str = Field(pattern="^(delivered|bounced|failed)$")
     reason: str | None = Field(default=None, max_length=1000)
 
@@ -151,7 +151,12 @@ def _webhook_routes(router: APIRouter, settings: ChannelsSettings) -> None:
         secret = settings.webhook_secret.get_secret_value()
         if not webhook.verify(secret, body, header, time.time()):
             raise HTTPException(401, f"{webhook.SIGNATURE_HEADER}: does not match")
-        report = StatusReport.model_validate_json(body)
+        try:
+            report = StatusReport.model_validate_json(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise HTTPException(400, f"{where}: {first['msg']}") from exc
         if not (report.dispatch_id or report.provider_message_id):
             raise HTTPException(400, "dispatch_id: required (or provider_message_id)")
         await _report(
@@ -181,7 +186,7 @@ async def _body(request: Request) -> bytes:
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY:
-            raise HTTPException(413, "body: too large")
+            raise HTTPException(400, "body: too large (64 KiB at most)")
     return body
 
 

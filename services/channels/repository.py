@@ -47,7 +47,10 @@ async def upsert_contacts(conn: AsyncConnection, snapshots: Iterable[dict[str, A
         },
         where=contacts.c.version < stmt.excluded.version,
     )
-    rows = [{"profile_id": k, "version": v["version"], "snapshot": v} for k, v in newest.items()]
+    # in id order, as `lock_contacts` locks them: two batches never wait on each other crosswise
+    rows = [
+        {"profile_id": k, "version": v["version"], "snapshot": v} for k, v in sorted(newest.items())
+    ]
     await conn.execute(stmt, rows)
 
 

@@ -75,7 +75,10 @@ async def test_every_channel_and_the_feedback_loop(
         sms = local.providers.received.sms
         assert [(m["To"], m["Body"].split(",")[0]) for m in sms] == [("+33612345678", "Ana")]
         assert "votre panier" in sms[0]["Body"]  # the customer's language
-        assert [m["token"] for m in local.providers.received.push] == ["tok-new"]
+        [push] = local.providers.received.push
+        assert push["token"] == "tok-new"
+        assert push["notification"]["body"] == "Ana, finish your order before it sells out."
+        assert push["data"] == {"dispatch_id": "d-push", "journey_id": "j", "step_id": "s1"}
         hook = local.providers.received.webhook[0]
         assert json.loads(hook["body"])["dispatch_id"] == "d-webhook"
         signature = hook["headers"]["x-journeyman-signature"]

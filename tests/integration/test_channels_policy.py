@@ -4,6 +4,7 @@ for messages already waiting, and a property test over consent/dispatch interlea
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -200,3 +201,21 @@ async def test_nothing_is_sent_to_a_customer_who_opted_out(
     received = {m["X-Journeyman-Dispatch-Id"] for m in local.emails()}
     assert received == {d for d, a in found.items() if a["status"] == "sent"}
     assert all(n <= 3 for n in marketing_sent.values())
+
+
+async def test_deferred_sends_are_claimed_once_by_workers_side_by_side(
+    pipeline: Pipeline, local: Local, clock: Clock, database_url: str
+) -> None:
+    night = [
+        _request(dispatch(f"night-{i}", f"n{i}", profile=snapshot(
+            f"n{i}", email=f"n{i}@example.com", timezone="Asia/Tokyo",
+            consent=granted("email", "marketing"))))
+        for i in range(60)
+    ]  # fmt: skip
+    assert await pipeline.dispatch(night) == 0  # 21:00 in Tokyo: all wait for the morning
+    clock.advance(timedelta(hours=12))
+    sent = await asyncio.gather(*(pipeline.run_due(limit=7) for _ in range(12)))
+    assert sum(sent) == 60
+    received = [m["X-Journeyman-Dispatch-Id"] for m in local.emails()]
+    assert sorted(received) == sorted(r.dispatch_id for r in night)
+    assert {a["status"] for a in (await attempts(database_url)).values()} == {"sent"}
