@@ -3,8 +3,8 @@
 each order will be worth (Fader, Hardie & Lee 2005, "RFM and CLV"), fitted by maximum
 likelihood with scipy (L-BFGS-B; about 1.5 s for 20,000 buyers, forecast included).
 
-Why not a library: `lifetimes` has had no release since 0.11.3 in 2020 (its maintainers point
-to pymc-marketing), `btyd` (its fork) is a 2022 beta, and `pymc-marketing` brings PyMC and PyTensor
+Why not a library: `lifetimes` has had no release since 0.11.3 in 2020, `btyd` (its fork) is a
+2022 beta, and `pymc-marketing` brings PyMC and PyTensor
 for a Bayesian fit we do not need. Both likelihoods are a few lines of scipy.
 
 Inputs per customer (time in days): `frequency` = repeat orders (orders - 1), `recency` = days
