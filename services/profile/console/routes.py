@@ -16,6 +16,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.profile.console import views
 from services.profile.console.session import COOKIE, Sessions
+from services.profile.kpis import ActiveOn, Definitions, Period
 from services.profile.pages import _form
 from services.profile.service_clients import DeadLetterCounter, ServiceClients
 from shared.runtime import Runtime
@@ -98,12 +99,16 @@ def build_console_router(settings: Settings, clock: Clock | None = None) -> APIR
         return response
 
     @router.get("", response_class=HTMLResponse)
-    async def kpis(request: Request) -> Response:
+    async def kpis(
+        request: Request,
+        period: Annotated[Period, Query()] = "month",
+        active_on: Annotated[ActiveOn, Query()] = "order",
+    ) -> Response:
         runtime = guard(request)
         if isinstance(runtime, Response):
             return runtime
         dead: DeadLetterCounter = runtime.state["dead_letters"]
-        data = await views.kpis_page(runtime.engine, dead, now())
+        data = await views.kpis_page(runtime.engine, dead, now(), Definitions(period, active_on))
         return render("kpis.html", page="kpis", **data)
 
     @router.get("/satisfaction", response_class=HTMLResponse)

@@ -50,14 +50,17 @@ def _label(iso: str, period: str) -> str:
     return iso[:7] if period == "month" else iso[:10]
 
 
-async def kpis_page(engine: AsyncEngine, dead: DeadLetterCounter, now: datetime) -> dict[str, Any]:
+async def kpis_page(
+    engine: AsyncEngine, dead: DeadLetterCounter, now: datetime, definitions: Definitions
+) -> dict[str, Any]:
     async with engine.connect() as conn:
-        report = await analytics.kpi_report(conn, Definitions(), None, None)
+        report = await analytics.kpi_report(conn, definitions, None, None)
         clv = await panel(analytics.clv_report(conn, now, 365))
     series = report["retention"]
-    labels = [_label(p["period"], "month") for p in series]
+    per = definitions.period
+    labels = [_label(p["period"], per) for p in series]
     retention_chart = charts.line_chart(
-        "retention", "Retention and churn per month (%)", labels,
+        "retention", f"Retention and churn per {per} (%)", labels,
         [("retention %", [None if p["retention_rate"] is None else 100 * p["retention_rate"]
                           for p in series]),
          ("churn %", [None if p["churn_rate"] is None else 100 * p["churn_rate"]
@@ -65,11 +68,12 @@ async def kpis_page(engine: AsyncEngine, dead: DeadLetterCounter, now: datetime)
         y_min=0, y_max=100,
     )  # fmt: skip
     active_chart = charts.bar_chart(
-        "active", "Customers who ordered, per month", labels,
+        "active", f"Active customers per {per}", labels,
         [("active", [p["active"] for p in series]), ("retained", [p["retained"] for p in series])],
     )  # fmt: skip
     return {
         "report": report,
+        "definitions": definitions,
         "kpis": report["kpis"],
         "retention_chart": retention_chart,
         "active_chart": active_chart,
