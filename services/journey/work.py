@@ -106,6 +106,8 @@ class Work:
         self.created.add(iid)
         self.traceparents[iid] = traceparent
         self.engine.enter(cj, inst, profile, self.now, self.fx)
+        if not inst.active:  # done at once (no wait): it no longer counts as running
+            facts.active[journey.id] -= 1
         return inst
 
     # -- writing ------------------------------------------------------------------------

@@ -194,7 +194,7 @@ async def test_holdout_gets_nothing_but_is_counted(settings: Settings, tmp_path:
     ):
         await produce(config, PROFILE_EVENTS, [
             record(pid, f"{pid}-1", "Signed Up", START),
-            record(pid, f"{pid}-2", "Order Completed", START, 2)])  # fmt: skip
+            record(pid, f"{pid}-2", "Order Completed", START, 2)], key=pid.encode())  # fmt: skip
         stats = await eventually(lambda: _converted(client, "held"), what="holdout conversion")
         assert stats["groups"]["holdout"] == {"entered": 1, "converted": 1}
         assert stats["groups"]["treatment"] == {"entered": 0, "converted": 0}
@@ -426,3 +426,24 @@ async def test_a_bad_file_never_stops_the_published_version(
         await produce(config, PROFILE_EVENTS, [
             record(pid, f"{pid}-1", "Checkout Started", START, cart_id="c")])  # fmt: skip
         await eventually(partial(waiting_at, client, pid, "settle"), what="entry into stored v1")
+
+
+THANKS = """id: thanks
+name: Thanks
+version: 1
+trigger: {event: Order Completed}
+steps: [{id: mail, type: send, channel: email, template: order-thank-you}]
+"""
+
+
+async def test_two_orders_in_one_batch_are_both_thanked(settings: Settings, tmp_path: Path) -> None:
+    """An instance that ends at once no longer counts against max_concurrent, even within the
+    batch that started it."""
+    config = _config(settings, tmp_path, {"thanks": THANKS})
+    pid = f"t-{uuid.uuid4().hex[:6]}"
+    orders = [record(pid, f"{pid}-{n}", "Order Completed", START, n) for n in range(1, 4)]
+    async with TopicReader(config, DISPATCH) as dispatch:
+        await produce(config, PROFILE_EVENTS, orders, key=pid.encode())  # queued: one batch
+        async with running(create_app(config, ManualClock(START))):
+            got = await dispatch.read(3)
+            assert len({d for _, d in sends(got, pid)}) == 3
