@@ -48,10 +48,10 @@ from shared.topics import DISPATCH, PROFILE_EVENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZES = {"small": 10_000, "default": 100_000, "large": 100_000}
-BACKLOG = {"small": 50_000, "default": 1_000_000, "large": 1_000_000}
+BACKLOG = {"small": 20_000, "default": 1_000_000, "large": 1_000_000}
 LATENCY_RATE = 2_000  # events/s
-LATENCY_EVENTS = {"small": 2_000, "default": 10_000, "large": 20_000}
-LATENESS_TIMERS = {"small": 5_000, "default": 20_000, "large": 20_000}
+LATENCY_EVENTS = {"small": 1_000, "default": 10_000, "large": 20_000}
+LATENESS_TIMERS = {"small": 4_000, "default": 20_000, "large": 20_000}
 LATENESS_SPAN_S = 5.0
 TIMER_JOURNEY = """id: bench-timers
 name: Timer benchmark
