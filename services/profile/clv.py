@@ -121,13 +121,20 @@ def fit_bgnbd(frequency: ArrayLike, recency: ArrayLike, age: ArrayLike) -> BgNbd
 
 def _minimise(negative: Any, start: Array) -> Array:
     """L-BFGS-B on log-parameters (a few hundred evaluations); Nelder-Mead from its answer when
-    it stops short, since the likelihood surface can be flat along one direction."""
+    it stops short, since the likelihood surface can be flat along one direction. Far from the
+    optimum the likelihood can overflow: such points count as very unlikely, not as errors."""
     optimize, _ = _scipy()
-    found = optimize.minimize(negative, start, method="L-BFGS-B")
-    if not found.success or not np.isfinite(found.fun):
-        again = found.x if np.isfinite(found.fun) else start
+
+    def finite(log_params: Array) -> float:
+        with np.errstate(all="ignore"):
+            value = float(negative(log_params))
+        return value if np.isfinite(value) else 1e300
+
+    found = optimize.minimize(finite, start, method="L-BFGS-B")
+    if not found.success or found.fun >= 1e300:
+        again = found.x if found.fun < 1e300 else start
         options = {"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-8}
-        found = optimize.minimize(negative, again, method="Nelder-Mead", options=options)
+        found = optimize.minimize(finite, again, method="Nelder-Mead", options=options)
     result: Array = found.x
     return result
 
