@@ -76,3 +76,19 @@ def test_forecast_ranks_recent_frequent_buyers_above_lapsed_ones() -> None:
 def test_too_little_data_is_refused_with_a_reason() -> None:
     with pytest.raises(NotEnoughData, match="at least 10"):
         fit_bgnbd([1, 0], [3, 0], [10, 10])
+
+
+def test_small_awkward_shops_fit_without_numerical_warnings() -> None:
+    """Far from the optimum the likelihoods overflow; the fit must treat that as unlikely, not
+    fail (warnings are errors in the tests)."""
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(10, 80))
+        x = rng.integers(0, 5, n).astype(float)
+        x[0] = 1.0
+        age = rng.uniform(1, 300, n)
+        recency = np.where(x > 0, rng.uniform(0, 1, n) * age, 0.0)
+        value = np.where(x > 0, rng.uniform(5, 100, n), 0.0)
+        result = forecast(x, recency, age, value, horizon_days=90)
+        assert np.isfinite(result.expected_orders).all()
+        assert (result.expected_value > 0).all()
