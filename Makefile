@@ -22,14 +22,19 @@ lint: $(BIN)/journeyman
 	$(BIN)/mypy .
 
 # Debian tools the suite runs for real: docker-compose checks the deployment files offline,
-# chromium drives the console's browser test. A fresh machine gets them here (as root).
-SYSTEM_TOOLS := /usr/bin/docker-compose /usr/bin/chromium
+# chromium drives the console's browser test, graphviz draws journey diagrams as SVG. A fresh
+# machine gets them here (as root).
+SYSTEM_TOOLS := /usr/bin/docker-compose /usr/bin/chromium /usr/bin/dot
 apt_install = DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null || \
 	(apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null)
 
 /usr/bin/docker-compose:
 	@echo "installing Debian's docker-compose for the deployment checks"
 	$(call apt_install,docker-compose)
+
+/usr/bin/dot:
+	@echo "installing Debian's graphviz for journey diagrams"
+	$(call apt_install,graphviz)
 
 /usr/bin/chromium:
 	@echo "installing Debian's chromium for the browser test"

@@ -82,6 +82,10 @@ def run_demo(home: Path, count: int, seed: int, console: Console, timeout_s: flo
         stack.stop()
     result.elapsed_s = time.monotonic() - started
     _summary(console, result, info.outbox_dir)
+    console.print(
+        f"console: {info.services['profile']}/console (the demo's data stays in {home}: run "
+        f"`journeyman up` to browse it; log in with the ops API key {info.api_key})"
+    )
     return 0 if result.ok else 1
 
 

@@ -156,6 +156,9 @@ class Stack:
             or f"http://127.0.0.1:{self.ports['profile']}",
             "JOURNEYMAN_CHANNELS_PUBLIC_URL": self.env.get("JOURNEYMAN_CHANNELS_PUBLIC_URL")
             or f"http://127.0.0.1:{self.ports['channels']}",
+            # the profile service's console and analytics call the other three
+            **{f"JOURNEYMAN_{peer.upper()}_URL": f"http://127.0.0.1:{self.ports[peer]}"
+               for peer in ("segmenter", "journey", "channels")},
             **(
                 {"JOURNEYMAN_TWILIO_BASE_URL": providers_url,
                  "JOURNEYMAN_FCM_BASE_URL": providers_url}

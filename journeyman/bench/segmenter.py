@@ -256,8 +256,8 @@ async def _latency(bootstrap: str, run: str, count: int) -> list[float]:
 
 async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[str, Any]:
     from services.segmenter.app import create_app  # noqa: PLC0415  (CLI starts fast)
-    from services.segmenter.clock import SystemClock  # noqa: PLC0415
     from services.segmenter.settings import SegmenterSettings  # noqa: PLC0415
+    from shared.clock import SystemClock  # noqa: PLC0415
 
     count, run = SIZES[size], uuid.uuid4().hex[:6]
     await ensure_topics(bootstrap)

@@ -8,7 +8,6 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.journey.api import build_router
-from services.journey.clock import Clock, SystemClock
 from services.journey.consumer import events_handler
 from services.journey.engine import Engine
 from services.journey.models import outbox
@@ -17,6 +16,7 @@ from services.journey.registry import Registry
 from services.journey.settings import JourneySettings
 from services.journey.webhooks import WebhookCaller
 from services.journey.worker import Loop, Refresher, TimerWorker
+from shared.clock import Clock, SystemClock
 from shared.runtime import Runtime
 from shared.settings import Settings
 from shared.topics import PROFILE_EVENTS, SEGMENT_CHANGES

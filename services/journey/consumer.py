@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.journey.clock import Clock
 from services.journey.engine import Engine
 from services.journey.models import outbox
 from services.journey.registry import Registry
 from services.journey.service import apply_profile_events, apply_segment_changes
+from shared.clock import Clock
 from shared.consumer import BatchHandler, Record, Rejected
 from shared.contracts import ProfileEventRecord, SegmentChange
 from shared.decoding import decode_all, model_decoder

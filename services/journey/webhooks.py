@@ -14,8 +14,8 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.journey import webhooks_repository
-from services.journey.clock import Clock
 from services.journey.ssrf import BlockedTarget, check_url
+from shared.clock import Clock
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.journey import catalog, repository
-from services.journey.clock import Clock
 from services.journey.engine import Engine
 from services.journey.firing import Fired, fire_due
 from services.journey.models import outbox
 from services.journey.publishing import plan_schedules
 from services.journey.registry import Registry
+from shared.clock import Clock
 from shared.errors import is_transient
 from shared.outbox import OutboxRelay, add_to_outbox
 

@@ -7,13 +7,13 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.segmenter.api import build_router
-from services.segmenter.clock import Clock, SystemClock
 from services.segmenter.consumer import profile_events_handler
 from services.segmenter.models import outbox
 from services.segmenter.registry import Registry
 from services.segmenter.rfm import load_rfm
 from services.segmenter.settings import SegmenterSettings
 from services.segmenter.worker import ClockLoop
+from shared.clock import Clock, SystemClock
 from shared.runtime import Runtime
 from shared.settings import Settings
 from shared.topics import PROFILE_EVENTS

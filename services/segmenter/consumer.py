@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.segmenter.clock import Clock
 from services.segmenter.models import outbox
 from services.segmenter.registry import Registry
 from services.segmenter.service import apply_profile_events
+from shared.clock import Clock
 from shared.consumer import BatchHandler, Record, Rejected
 from shared.contracts import ProfileEventRecord
 from shared.decoding import decode_all, model_decoder

@@ -14,13 +14,13 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.segmenter import repository
-from services.segmenter.clock import Clock
 from services.segmenter.models import outbox
 from services.segmenter.registry import Registry
 from services.segmenter.rfm import RfmConfig
 from services.segmenter.rfm_service import recompute_rfm
 from services.segmenter.settings import SegmenterSettings
 from services.segmenter.timekeeping import run_due_timers
+from shared.clock import Clock
 from shared.errors import is_transient
 from shared.outbox import OutboxRelay, add_to_outbox
 

@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from services.journey.app import create_app
-from services.journey.clock import ManualClock
 from services.journey.settings import JourneySettings
+from shared.clock import ManualClock
 from shared.settings import Settings
 from shared.topics import DISPATCH, EVENTS, PROFILE_EVENTS, SEGMENT_CHANGES
 from tests.helpers import TopicReader, eventually, produce, running

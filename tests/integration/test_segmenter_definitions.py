@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.segmenter.app import create_app
-from services.segmenter.clock import ManualClock
 from services.segmenter.registry import Registry
 from services.segmenter.settings import SegmenterSettings
+from shared.clock import ManualClock
 from shared.settings import Settings
 from shared.topics import PROFILE_EVENTS, SEGMENT_CHANGES
 from tests.helpers import TopicReader, produce, running

@@ -16,8 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.segmenter.app import create_app
-from services.segmenter.clock import ManualClock
 from services.segmenter.settings import SegmenterSettings
+from shared.clock import ManualClock
 from shared.contracts import ERASED_VERSION, PROFILE_ERASED, PROFILE_MERGED
 from shared.settings import Settings
 from shared.topics import PROFILE_EVENTS, SEGMENT_CHANGES

@@ -1,4 +1,5 @@
-"""Time as a dependency: the service asks a clock, tests hand it one they move by hand."""
+"""Time as a dependency: services ask a clock; tests, simulations and benchmarks hand them one
+they move by hand."""
 
 from __future__ import annotations
 
