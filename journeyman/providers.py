@@ -10,7 +10,9 @@ token `invalid` 404 `UNREGISTERED`. With `status_callbacks`, every accepted SMS 
 a signed `delivered` status callback to its `StatusCallback` URL, as Twilio does.
 
 `GET /_received/{kind}` (sms, push, webhook) lists what arrived; `GET /_counts` counts it;
-`POST /_fail {"count": n, "status": 503}` makes the next n sends fail (outages in tests).
+`POST /_fail {"count": n, "status": 503}` makes the next n sends fail (outages in tests);
+`POST /_slow {"count": n, "seconds": s}` makes the next n accepted sends answer s seconds late
+(a provider that took the message but whose answer came after the client gave up).
 """
 
 from __future__ import annotations
@@ -57,7 +59,12 @@ def build_app(
     ids = itertools.count(1)
     expected_basic = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
     callbacks: set[asyncio.Task[None]] = set()
-    failing = {"count": 0, "status": 503}
+    failing = {"count": 0, "status": 503, "slow": 0, "slow_s": 0}
+
+    async def lag() -> None:
+        if failing["slow"] > 0:
+            failing["slow"] -= 1
+            await asyncio.sleep(failing["slow_s"])
 
     def outage() -> Response | None:
         if failing["count"] <= 0:
@@ -97,6 +104,7 @@ def build_app(
             task = asyncio.create_task(callback(form["StatusCallback"], sid, form["To"]))
             callbacks.add(task)
             task.add_done_callback(callbacks.discard)
+        await lag()
         return _json({"sid": sid, "status": "queued", "to": form["To"], "from": form["From"],
                       "body": form["Body"], "account_sid": account_sid}, 201)  # fmt: skip
 
@@ -120,6 +128,7 @@ def build_app(
             return _json({"error": {"code": 404, "status": "NOT_FOUND",
                                     "details": [{"errorCode": "UNREGISTERED"}]}}, 404)  # fmt: skip
         received.push.append(body["message"] if keep_bodies else {"token": token})
+        await lag()
         return _json({"name": f"projects/{project}/messages/{next(ids)}"})
 
     async def project_info(request: Request) -> Response:
@@ -163,6 +172,12 @@ def _control_routes(received: Received, failing: dict[str, int]) -> list[Route]:
         failing["status"] = int(body.get("status", 503))
         return _json(failing)
 
+    async def slow(request: Request) -> Response:
+        body = orjson.loads(await request.body() or b"{}")
+        failing["slow"] = int(body.get("count", 1))
+        failing["slow_s"] = int(body.get("seconds", 5))
+        return _json(failing)
+
     async def reset(_: Request) -> Response:
         received.sms.clear()
         received.push.clear()
@@ -174,6 +189,7 @@ def _control_routes(received: Received, failing: dict[str, int]) -> list[Route]:
         Route("/_counts", counts, methods=["GET"]),
         Route("/_reset", reset, methods=["POST"]),
         Route("/_fail", fail, methods=["POST"]),
+        Route("/_slow", slow, methods=["POST"]),
     ]
 
 

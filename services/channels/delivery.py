@@ -118,15 +118,18 @@ def _webhook_body(rendered: str, item: Claimed) -> str:
 async def record(
     conn: AsyncConnection, outcomes: Sequence[Outcome], now: datetime
 ) -> list[OutRecord]:
-    """Step 3: store outcomes and log them; return the lifecycle events for `jm.events`."""
-    rows = []
-    for o in outcomes:
-        rows.append(
-            {"dispatch_id": o.claimed.request.dispatch_id, "status": o.status,
-             "reason": o.reason, "address": o.claimed.address, "tries": o.tries,
-             "provider_message_id": o.provider_id}
-        )  # fmt: skip
-    await repository.finish_attempts(conn, rows)
+    """Step 3: store outcomes and log them; return the lifecycle events for `jm.events`.
+
+    An `unknown` outcome (handed over, no answer) keeps its attempt `sending`, exactly as a
+    crash at that moment would: the sweeper then reports it and retries it only for the types
+    configured for it, so the message is never sent twice blindly."""
+    known = [o for o in outcomes if o.status != "unknown"]
+    await repository.finish_attempts(
+        conn,
+        [{"dispatch_id": o.claimed.request.dispatch_id, "status": o.status,
+          "reason": o.reason, "address": o.claimed.address, "tries": o.tries,
+          "provider_message_id": o.provider_id} for o in known],
+    )  # fmt: skip
     await repository.log_decisions(
         conn,
         [{**_fields(o.claimed), "decision": o.status,
@@ -134,7 +137,7 @@ async def record(
          for o in outcomes],
         now,
     )  # fmt: skip
-    return [_event(o, now) for o in outcomes]
+    return [_event(o, now) for o in known]
 
 
 def _fields(item: Claimed) -> dict[str, Any]:

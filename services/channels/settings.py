@@ -108,6 +108,11 @@ class ChannelsSettings(Settings):
     provider_tries: int = Field(default=4, description="Tries per message on transient errors.")
     provider_backoff_s: float = Field(default=0.5, description="First retry delay (doubles).")
     http_connections: int = Field(default=16, description="Keep-alive connections per API.")
+    http_timeout_s: float = Field(
+        default=10.0,
+        description="Longest wait for a provider's answer; a send that times out after it was "
+        "handed over is `unknown`, never retried blindly.",
+    )
 
     def policy(self) -> PolicyConfig:
         caps = self.caps

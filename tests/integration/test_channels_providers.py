@@ -127,3 +127,26 @@ async def test_an_unreachable_smtp_server_is_a_transient_failure(local: Local) -
     assert sent.status == "sent"
     assert len(local.emails()) == 1
     assert local.emails()[0]["Subject"] == "s"
+
+
+async def test_an_answer_that_comes_too_late_is_unknown_and_never_retried(local: Local) -> None:
+    """The provider took the message but answered after the client gave up: a retry could send
+    it twice (no idempotency key), so the outcome is `unknown` after one try."""
+    sms = TwilioSms(_settings(local, http_timeout_s=0.5))
+    await sms.start()
+    try:
+        async with httpx.AsyncClient() as client:
+            await client.post(f"{local.providers.url}/_slow", json={"count": 1, "seconds": 2})
+        late = await RateLimitedProvider(sms, 1_000, tries=4, backoff_s=0.01).send(
+            _sms("+33611111111")
+        )
+        assert (late.status, late.tries) == ("unknown", 1)
+        assert late.reason is not None
+        assert "ReadTimeout" in late.reason
+        on_time = await RateLimitedProvider(sms, 1_000, tries=4, backoff_s=0.01).send(
+            _sms("+33611111111", 1)
+        )
+        assert on_time.status == "sent"
+    finally:
+        await sms.close()
+    assert [m["Body"] for m in local.providers.received.sms] == ["hello 0", "hello 1"]

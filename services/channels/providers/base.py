@@ -14,6 +14,12 @@ class PermanentSendError(Exception):
     """Never worth retrying: the address or message is refused."""
 
 
+class AmbiguousSendError(Exception):
+    """The message may have reached the provider: the connection broke or timed out after it
+    was handed over, before the answer. Providers offer no idempotency key, so a retry could
+    send it twice: the attempt's fate is unknown, as after a crash."""
+
+
 @dataclass(frozen=True)
 class Message:
     """One rendered message to one address."""

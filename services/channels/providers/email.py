@@ -13,7 +13,12 @@ from email.utils import formatdate, make_msgid, parseaddr
 
 import aiosmtplib
 
-from services.channels.providers.base import Message, PermanentSendError, TransientSendError
+from services.channels.providers.base import (
+    AmbiguousSendError,
+    Message,
+    PermanentSendError,
+    TransientSendError,
+)
 from services.channels.settings import ChannelsSettings
 
 
@@ -91,18 +96,29 @@ class SmtpProvider:
             try:
                 if client is None or not client.is_connected:
                     client = await self._connect()
-                await client.sendmail(self._envelope_from, [message.to], email)
-            except aiosmtplib.SMTPRecipientsRefused as exc:
-                self._idle.put_nowait(client)  # type: ignore[arg-type]
+                await client.mail(self._envelope_from)
+                await client.rcpt(message.to)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                assert client is not None  # refused by RCPT: the connection exists
+                if await _reset(client):
+                    self._idle.put_nowait(client)
                 raise PermanentSendError(f"recipient refused: {exc}") from exc
             except aiosmtplib.SMTPResponseException as exc:
                 await _drop(client)
-                if 500 <= exc.code < 600:
-                    raise PermanentSendError(f"SMTP {exc.code}: {exc.message}") from exc
-                raise TransientSendError(f"SMTP {exc.code}: {exc.message}") from exc
+                raise _refused(exc) from exc
             except (aiosmtplib.SMTPException, OSError) as exc:
+                # before DATA: the server holds nothing of this message, a retry is safe
                 await _drop(client)
                 raise TransientSendError(f"{type(exc).__name__}: {exc}") from exc
+            try:
+                await client.data(email)
+            except aiosmtplib.SMTPResponseException as exc:
+                await _drop(client)
+                raise _refused(exc) from exc
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                # the message was handed over; whether the server kept it is unknown
+                await _drop(client)
+                raise AmbiguousSendError(f"{type(exc).__name__}: {exc}") from exc
             self._idle.put_nowait(client)
         return message_id
 
@@ -114,6 +130,23 @@ class SmtpProvider:
         except (aiosmtplib.SMTPException, OSError) as exc:
             return f"unreachable: {type(exc).__name__}: {exc}"
         return "ok"
+
+
+def _refused(exc: aiosmtplib.SMTPResponseException) -> Exception:
+    """The server answered no: 5xx for good, 4xx for now; either way it kept nothing."""
+    if 500 <= exc.code < 600:
+        return PermanentSendError(f"SMTP {exc.code}: {exc.message}")
+    return TransientSendError(f"SMTP {exc.code}: {exc.message}")
+
+
+async def _reset(client: aiosmtplib.SMTP) -> bool:
+    """End the refused transaction; whether the connection can serve the next message."""
+    try:
+        await client.rset()
+    except (aiosmtplib.SMTPException, OSError):
+        client.close()
+        return False
+    return True
 
 
 async def _drop(client: aiosmtplib.SMTP | None) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import httpx
 
 from services.channels.providers.base import (
+    AmbiguousSendError,
     PermanentSendError,
     TransientSendError,
     transient_status,
@@ -22,9 +23,11 @@ class Lanes:
     requests per second at 64 in flight); a lane per connection has nothing to assign.
     """
 
-    def __init__(self, base_url: str, connections: int, **kwargs: object) -> None:
+    def __init__(
+        self, base_url: str, connections: int, timeout: float = 10.0, **kwargs: object
+    ) -> None:
         self._idle: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
-        self._all = [client(base_url, 1, **kwargs) for _ in range(max(1, connections))]
+        self._all = [client(base_url, 1, timeout, **kwargs) for _ in range(max(1, connections))]
         for lane in self._all:
             self._idle.put_nowait(lane)
 
@@ -43,10 +46,12 @@ class Lanes:
             await lane.aclose()
 
 
-def client(base_url: str, connections: int, **kwargs: object) -> httpx.AsyncClient:
+def client(
+    base_url: str, connections: int, timeout: float = 10.0, **kwargs: object
+) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=base_url,
-        timeout=httpx.Timeout(10.0, connect=5.0),
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         **kwargs,  # type: ignore[arg-type]
     )
@@ -56,8 +61,12 @@ async def post(http: httpx.AsyncClient, url: str, **kwargs: object) -> httpx.Res
     """POST; raise TransientSendError or PermanentSendError unless the answer is 2xx."""
     try:
         response = await http.post(url, **kwargs)  # type: ignore[arg-type]
-    except httpx.HTTPError as exc:
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        # no connection was made: the provider never saw the request
         raise TransientSendError(f"{type(exc).__name__}: {exc}") from exc
+    except httpx.HTTPError as exc:
+        # sent, perhaps processed, no answer (read timeout, connection dropped)
+        raise AmbiguousSendError(f"{type(exc).__name__}: {exc}") from exc
     if response.is_success:
         return response
     detail = f"HTTP {response.status_code}: {response.text[:300]}"

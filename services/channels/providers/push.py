@@ -19,7 +19,7 @@ class FcmPush:
     async def start(self) -> None:
         s = self._settings
         self._http = http.Lanes(
-            s.fcm_base_url, s.http_connections,
+            s.fcm_base_url, s.http_connections, timeout=s.http_timeout_s,
             headers={"Authorization": f"Bearer {s.fcm_token.get_secret_value()}"},
         )  # fmt: skip
 

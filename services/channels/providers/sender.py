@@ -16,6 +16,7 @@ from tenacity import (
 )
 
 from services.channels.providers.base import (
+    AmbiguousSendError,
     Message,
     PermanentSendError,
     Provider,
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SendResult:
-    status: str  # sent | failed
+    status: str  # sent | failed | unknown (may have been accepted: never retried blindly)
     tries: int
     provider_id: str | None = None
     reason: str | None = None
@@ -63,6 +64,9 @@ class RateLimitedProvider:
                     return SendResult("sent", tries, provider_id)
         except PermanentSendError as exc:
             return SendResult("failed", tries, reason=f"permanent: {exc}")
+        except AmbiguousSendError as exc:
+            log.warning("provider may have it", extra={"dispatch_id": message.dispatch_id})
+            return SendResult("unknown", tries, reason=f"no answer after handing it over: {exc}")
         except RetryError as exc:
             cause = exc.last_attempt.exception()
             log.warning("gave up on a message", extra={"dispatch_id": message.dispatch_id})

@@ -24,7 +24,7 @@ class TwilioSms:
     async def start(self) -> None:
         s = self._settings
         self._http = http.Lanes(
-            s.twilio_base_url, s.http_connections,
+            s.twilio_base_url, s.http_connections, timeout=s.http_timeout_s,
             auth=(s.twilio_account_sid, s.twilio_auth_token.get_secret_value()),
         )  # fmt: skip
 

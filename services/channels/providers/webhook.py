@@ -41,7 +41,9 @@ class WebhookProvider:
         self._http: http.Lanes | None = None
 
     async def start(self) -> None:
-        self._http = http.Lanes("", self._settings.http_connections)
+        self._http = http.Lanes(
+            "", self._settings.http_connections, timeout=self._settings.http_timeout_s
+        )
 
     async def close(self) -> None:
         if self._http is not None:
