@@ -1,5 +1,6 @@
 """Hostile input at the edges: whatever bytes arrive, the envelope parser, the record decoder
-and the definition loaders answer with a clear error or a value, never another exception."""
+the definition loaders and the template engine answer with a clear error or a value, never
+another exception."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from liquid.exceptions import LiquidError
 
+from services.channels.templates import TemplateError, Templates
 from services.journey.dsl import Journey
 from shared.consumer import Record
 from shared.decoding import decode_event
@@ -75,3 +78,37 @@ def test_definition_loader_only_raises_definition_error(tmp_path: Path, text: st
         outcome = str(exc)
         assert outcome.startswith(str(path))
     assert outcome
+
+
+_LIQUID_PIECES = st.sampled_from([
+    "{{ ", " }}", "{% ", " %}", "if ", "for x in ", "(1..99999999)", "(1..3)", "x", "else",
+    "profile.traits.first_name", "event.properties.cart_id", "journey.id", "links.unsubscribe",
+    " | default: 'friend'", " | divided_by: 0", " | truncate: -5", " | times: 1e308",
+    " | date: '%Y'", " | append: ", " | split: ''", " | size", "{% endfor %}", "{% endif %}",
+    "{% raw %}", "{% endraw %}", "{% include 'x' %}", "{% render '../../etc/passwd' %}",
+    "{% capture c %}", "{% endcapture %}", "{% assign a = ", "{% cycle 1, 2 %}", "'", '"', "\n",
+])  # fmt: skip
+template_sources = st.lists(_LIQUID_PIECES | st.text(max_size=8), max_size=30).map("".join)
+
+
+@settings(max_examples=300)
+@given(template_sources, json_values, json_values)
+def test_templates_only_fail_with_a_template_error(
+    source: str, traits: object, properties: object
+) -> None:
+    """Whatever a marketer writes and whatever data a customer has: parsing and rendering end
+    in text or in a TemplateError/LiquidError (what the service records as a failed send),
+    never another exception, a hang past the resource limits, or a file read."""
+    reliability.record(hostile_inputs_tried=1)
+    templates = Templates(Path("/nonexistent-templates-dir"))
+    variables = {
+        "profile": {"profile_id": "p", "traits": traits},
+        "event": {"properties": properties},
+        "journey": {"id": "j", "name": "J", "step_id": "s"},
+        "links": {"unsubscribe": "https://x/u"},
+    }
+    try:
+        rendered = templates.parse(source).render(**variables)
+    except (TemplateError, LiquidError) as exc:
+        rendered = str(exc)
+    assert "root:" not in rendered  # nothing of /etc/passwd
