@@ -1,11 +1,14 @@
 """`journeyman bench` (e2e): the whole system against its physical limit, in one command.
 
 A synthetic shop's traffic goes straight onto `jm.events` of a running stack (four service
-processes, the shipped journeys and segments, the local SMTP inbox). Measured in the same run:
+processes, the thank-you journey and the seven example journeys with their real durations, so
+their waits pile up as pending timers; the shipped segments; the local SMTP inbox and the
+SMS / push provider server). Measured in the same run:
 the raw pass-through baseline on the same broker and database; sustained end-to-end events/s at
 full speed; event→send latency at a fixed rate; peak memory of each service; database bytes per
-profile and per journey instance. It ends by checking that every expected message was sent once
-and none went to a customer without consent.
+profile and per journey instance. It ends by checking that every expected thank-you was sent once,
+that the inbox holds exactly the emails the attempt log says were sent (every journey), and that
+none went to a customer without consent.
 """
 
 from __future__ import annotations
@@ -109,8 +112,15 @@ async def _wait(probe: Callable[[], Awaitable[bool]], timeout_s: float) -> bool:
     return False
 
 
+THANK_YOU = "post-purchase-thank-you"  # one email per order: what the checks can predict
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "journeys"
+
+
 async def _decided(db: asyncpg.Connection) -> dict[str, int]:
-    rows = await db.fetch("SELECT status, count(*) AS n FROM channels.send_attempts GROUP BY 1")
+    rows = await db.fetch(
+        "SELECT status, count(*) AS n FROM channels.send_attempts WHERE journey_id = $1 GROUP BY 1",
+        THANK_YOU,
+    )
     return {r["status"]: r["n"] for r in rows}
 
 
@@ -148,8 +158,10 @@ async def _latencies(db: asyncpg.Connection, run: str) -> list[float]:
     rows = await db.fetch(
         "SELECT extract(epoch FROM finished_at - (request->'data'->'event'->>'timestamp')"
         "::timestamptz) * 1000 AS ms FROM channels.send_attempts "
-        "WHERE status = 'sent' AND request->'data'->'event'->>'messageId' LIKE $1",
+        "WHERE status = 'sent' AND journey_id = $2 "
+        "AND request->'data'->'event'->>'messageId' LIKE $1",
         f"{run}-%",
+        THANK_YOU,
     )
     return [float(r["ms"]) for r in rows]
 
@@ -253,6 +265,14 @@ async def _correctness(
         "= false"
     )
     emails = await asyncio.to_thread(lambda: len(list(Path(info.outbox_dir).glob("*.eml"))))
+    emails_sent = await db.fetchval(
+        "SELECT count(*) FROM channels.send_attempts WHERE status = 'sent' AND channel = 'email'"
+    )
+    by_journey = await db.fetch(
+        "SELECT journey_id, count(*) AS n FROM channels.send_attempts WHERE status = 'sent' "
+        "GROUP BY 1 ORDER BY 1"
+    )
+    timers = await db.fetchval("SELECT count(*) FROM journey.timers")
     expected = shop.expected_sent + fixed
     return {
         "sent": sent,
@@ -261,10 +281,13 @@ async def _correctness(
         "expected_refused": shop.expected_refused,
         "sent_without_consent": without_consent,
         "emails_in_inbox": emails,
+        "emails_sent_all_journeys": emails_sent,
+        "sent_by_journey": {r["journey_id"]: r["n"] for r in by_journey},
+        "pending_timers": timers,
         "correct": sent == expected
         and refused == shop.expected_refused
         and without_consent == 0
-        and emails == sent,
+        and emails == emails_sent,
     }
 
 
@@ -274,6 +297,7 @@ def run(size: str, json_path: Path | None, console: Console) -> None:
     shop = _shop(SIZES[size])
     with tempfile.TemporaryDirectory(prefix="jm-bench-") as home:
         env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEYMAN_")}
+        env["JOURNEYMAN_JOURNEY_EXTRA_DIRS"] = orjson.dumps([str(EXAMPLES)]).decode()
         stack = Stack(
             Path(home), env=env, echo_logs=False, say=lambda m: console.print(f"[cyan]bench[/] {m}")
         )
@@ -301,7 +325,11 @@ def run(size: str, json_path: Path | None, console: Console) -> None:
         ("  timeline bytes per stored event", figures["db_bytes_per_timeline_event"]),
         ("database bytes per journey instance", figures["db_bytes_per_journey_instance"]),
         *memory_rows,
-        ("messages sent / expected", f"{figures['sent']} / {figures['expected_sent']}"),
+        ("thank-you emails sent / expected", f"{figures['sent']} / {figures['expected_sent']}"),
+        ("emails in the inbox / sent by every journey",
+         f"{figures['emails_in_inbox']} / {figures['emails_sent_all_journeys']}"),
+        *((f"  sent by {j}", n) for j, n in figures["sent_by_journey"].items()),
+        ("journey timers pending at the end", figures["pending_timers"]),
         ("sent without consent", figures["sent_without_consent"]),
         ("correct", "yes" if figures["correct"] else "NO"),
     ]  # fmt: skip

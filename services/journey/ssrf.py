@@ -1,13 +1,16 @@
 """Webhook targets must not reach inside the operator's network: a URL whose host resolves to
 a private, loopback, link-local, multicast or reserved address is refused unless an allow-list
-entry (a CIDR or a host name) permits it."""
+entry (a CIDR or a host name) permits it. The call then goes to the address that was checked
+(`pin`), not to a second lookup, so a name that re-resolves to an internal address between the
+check and the connection (DNS rebinding) gets nowhere."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
 from collections.abc import Sequence
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -44,8 +47,9 @@ def resolve(host: str, port: int) -> list[IpAddress]:
     return [ipaddress.ip_address(info[4][0]) for info in infos]
 
 
-def check_url(url: str, allow: Sequence[str], resolver=resolve) -> None:  # type: ignore[no-untyped-def]
-    """Raise BlockedTarget when any address the host resolves to is internal and not allowed."""
+def check_url(url: str, allow: Sequence[str], resolver=resolve) -> IpAddress:  # type: ignore[no-untyped-def]
+    """The address to call; BlockedTarget when any address the host resolves to is internal
+    and not allowed."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BlockedTarget(f"not an http(s) URL: {url}")
@@ -64,3 +68,20 @@ def check_url(url: str, allow: Sequence[str], resolver=resolve) -> None:  # type
                 f"{host} resolves to {address}, an internal address; allow it with "
                 "JOURNEYMAN_JOURNEY_WEBHOOK_ALLOW"
             )
+    return addresses[0]
+
+
+def pin(url: str, address: IpAddress) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The URL with its host replaced by the checked address, the Host header the server
+    expects, and (for https) the name TLS must present and verify: (url, headers, extensions)
+    for httpx."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    literal = f"[{address}]" if address.version == 6 else str(address)
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = (
+        (f"{userinfo}@" if userinfo else "") + literal + (f":{parts.port}" if parts.port else "")
+    )
+    host_header = parts.netloc.rpartition("@")[2]
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return urlunsplit(parts._replace(netloc=netloc)), {"Host": host_header}, extensions

@@ -14,7 +14,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.journey import webhooks_repository
-from services.journey.ssrf import BlockedTarget, check_url
+from services.journey.ssrf import BlockedTarget, check_url, pin
 from shared.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -54,15 +54,17 @@ class WebhookCaller:
     ) -> tuple[str, int | None, str | None]:
         url, method = call.url, call.method
         try:
-            await asyncio.to_thread(check_url, url, self._allow)
+            address = await asyncio.to_thread(check_url, url, self._allow)
         except BlockedTarget as exc:
             return "failed", None, f"refused: {exc}"
+        target, host, extensions = pin(url, address)
         try:
             response = await client.request(
                 method,
-                url,
-                headers={**call.headers, "Idempotency-Key": call.call_id},
+                target,
+                headers={**call.headers, **host, "Idempotency-Key": call.call_id},
                 json=call.body if method != "GET" else None,
+                extensions=extensions,
             )
         except httpx.HTTPError as exc:
             return "failed", None, f"{type(exc).__name__}: {exc}"
