@@ -7,12 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from liquid.exceptions import LiquidError
 
 from services.channels.templates import TemplateError, Templates
 from services.journey.dsl import Journey
+from services.segmenter.definitions import Segment
 from shared.consumer import Record
 from shared.decoding import decode_event
 from shared.events import InvalidEvent, parse_event
@@ -66,14 +68,18 @@ def test_record_decoder_only_raises_value_error(value: bytes) -> None:
     assert outcome
 
 
+@pytest.mark.parametrize("model", [Journey, Segment])
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60)
-@given(st.text(max_size=400))
-def test_definition_loader_only_raises_definition_error(tmp_path: Path, text: str) -> None:
+@given(text=st.text(max_size=400))
+def test_definition_loader_only_raises_definition_error(
+    tmp_path: Path, model: type[Journey] | type[Segment], text: str
+) -> None:
+    """Journey and segment files alike: any text ends in a definition or a file:line error."""
     reliability.record(hostile_inputs_tried=1)
     path = tmp_path / "fuzz.yaml"
     path.write_text(text, encoding="utf-8")
     try:
-        outcome = validate_doc(load_yaml(path), Journey).id
+        outcome = validate_doc(load_yaml(path), model).id
     except DefinitionError as exc:
         outcome = str(exc)
         assert outcome.startswith(str(path))

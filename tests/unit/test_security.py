@@ -1,6 +1,7 @@
 """Security properties checked across every service: no endpoint answers without a key except
 health, ingestion (write key), signed customer links and tracking; keys are compared in
-constant time; secrets never show in settings' repr; templates cannot reach files."""
+constant time; secrets never show in settings' repr; templates cannot reach files; CEL cannot
+reach Python objects, files or functions."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import inspect
 import re
 from pathlib import Path
 
+import cel
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -19,6 +21,7 @@ from services.channels.app import create_app as channels_app
 from services.journey.app import create_app as journey_app
 from services.profile.app import create_app as profile_app
 from services.segmenter.app import create_app as segmenter_app
+from shared.cel import Condition
 from shared.settings import Settings
 
 # Reachable without an ops key: probes, the ingestion API (its own write key), and pages a
@@ -88,3 +91,17 @@ def test_templates_cannot_read_files_outside_their_folder(tmp_path: Path) -> Non
     template = env.from_string("{% include '../secret.txt' %}")
     with pytest.raises(LiquidError):
         template.render()
+
+
+@pytest.mark.parametrize(
+    "source",
+    ['__import__("os").system("id")', 'open("/etc/passwd")', "profile.__class__",
+     "profile.__dict__", 'exec("1")', "profile.traits.__getattribute__"],
+)  # fmt: skip
+def test_cel_reaches_no_python_objects_files_or_functions(source: str) -> None:
+    """CEL has no I/O and no Python attributes: such an expression errors when evaluated (and a
+    condition that errors is false), it never returns something of Python's."""
+    program = cel.compile(source)
+    with pytest.raises((RuntimeError, ValueError, TypeError, KeyError)):
+        program.execute({"profile": {"traits": {"first_name": "Ana"}}})
+    assert Condition(source).holds({"profile": {"traits": {"first_name": "Ana"}}}) is False
