@@ -1,9 +1,9 @@
 """The console in headless Chromium (Debian's package, driven by Playwright), on real data:
 the demo shop's customers and months of their history go in through the profile service's
-ingestion API, the real profile and segmenter services run on the real database and broker,
-and a customer answers a survey in the browser. The journey and channels panels read a real
-HTTP server that answers the agreed JSON shapes (tests/browser/peers.py): a contract test,
-since those services' stats endpoints are built on other branches.
+ingestion API, and all four services run over real HTTP on the real database and broker: the
+journey service runs the shipped journeys (the thank-you journey emails every order), channels
+sends to a local SMTP inbox, and a customer answers a survey in the browser. The journey and
+channels pages are checked against those services' own stats APIs.
 
 Each page is loaded after logging in with an API key, its charts are checked to carry the
 numbers the measurement API computes, and a screenshot is written to
@@ -26,12 +26,15 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 from journeyman.shop import customers, traffic
+from services.channels.app import create_app as channels_app
+from services.journey.app import create_app as journey_app
 from services.profile.app import create_app as profile_app
 from services.segmenter.app import create_app as segmenter_app
 from shared.settings import Settings
 from shared.signing import LinkSigner
-from tests.browser.peers import JOURNEY_ID, peers_app, serving
+from tests.browser.peers import serving
 from tests.browser.seed import history
+from tests.channels_support import channels_settings, local_providers
 from tests.helpers import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -40,7 +43,9 @@ ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-SHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "tests" / "artifacts" / "screenshots"
+THANK_YOU = "post-purchase-thank-you"  # one email per order: the journey the pages are read on
 READ = {"Authorization": "Bearer ops-read"}
 
 
@@ -49,6 +54,8 @@ class Console:
     url: str
     api: httpx.AsyncClient
     segmenter_url: str
+    journey_url: str
+    channels_url: str
     user_ids: list[str]
     buyer_ids: list[str]
 
@@ -73,14 +80,19 @@ async def _seed(api: httpx.AsyncClient, messages: list[dict[str, Any]]) -> None:
 
 
 @asynccontextmanager
-async def console(settings: Settings) -> AsyncIterator[Console]:
-    """Profile and segmenter over real HTTP, the journey/channels contract server beside them,
-    the demo shop's data and its history sent in, waited for until it has all landed."""
+async def console(settings: Settings, tmp_path: Path) -> AsyncIterator[Console]:
+    """The four services over real HTTP, the demo shop's data and its history sent in, waited
+    for until it has all landed and every order's thank-you was decided."""
     async with AsyncExitStack() as stack:
-        peers = await stack.enter_async_context(serving(peers_app()))
-        segmenter_url = await stack.enter_async_context(serving(segmenter_app(settings)))
-        config = settings.model_copy(update={
-            "journey_url": peers, "channels_url": peers, "segmenter_url": segmenter_url,
+        local = stack.enter_context(local_providers(tmp_path))
+        base = settings.model_copy(update={"journeys_dir": str(ROOT / "journeys")})
+        segmenter_url = await stack.enter_async_context(serving(segmenter_app(base)))
+        journey_url = await stack.enter_async_context(serving(journey_app(base)))
+        channels = channels_settings(base, local, cap_exempt_journeys=[THANK_YOU])
+        channels_url = await stack.enter_async_context(serving(channels_app(channels)))
+        config = base.model_copy(update={
+            "journey_url": journey_url, "channels_url": channels_url,
+            "segmenter_url": segmenter_url,
         })  # fmt: skip
         url = await stack.enter_async_context(serving(profile_app(config)))
         api = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=30))
@@ -96,10 +108,16 @@ async def console(settings: Settings) -> AsyncIterator[Console]:
             kpis = (await api.get("/v1/analytics/kpis", headers=READ)).json()["kpis"]
             sat = (await api.get("/v1/analytics/satisfaction", headers=READ)).json()["groups"]
             total = sum(sat[0][s]["responses"] for s in ("nps", "csat", "ces")) if sat else 0
-            return bool(kpis["orders"] == orders and total == answers)
+            async with httpx.AsyncClient(base_url=channels_url, headers=READ) as peer:
+                stats = (await peer.get("/v1/messages/stats",
+                                        params={"journey_id": THANK_YOU})).json()  # fmt: skip
+            email = stats["totals"].get("email", {})
+            decided = email.get("sent", 0) + email.get("suppressed", 0)
+            return bool(kpis["orders"] == orders and total == answers and decided == orders)
 
-        await eventually(landed, timeout_s=90, what="the shop's history to land")
-        yield Console(url, api, segmenter_url, [c.user_id for c in shoppers],
+        await eventually(landed, timeout_s=120, what="the shop's history and its emails")
+        yield Console(url, api, segmenter_url, journey_url, channels_url,
+                      [c.user_id for c in shoppers],
                       [c.user_id for c in shoppers if c.buys])  # fmt: skip
 
 
@@ -115,8 +133,10 @@ async def _points(page: Page, chart: str, kind: str = "circle.point") -> list[fl
     return [float(v) for v in values]
 
 
-async def test_console_pages_show_the_shops_real_numbers(settings: Settings) -> None:
-    async with console(settings) as running, chromium() as browser:
+async def test_console_pages_show_the_shops_real_numbers(
+    settings: Settings, tmp_path: Path
+) -> None:
+    async with console(settings, tmp_path) as running, chromium() as browser:
         api = running.api
         kpis = (await api.get("/v1/analytics/kpis", headers=READ)).json()
         page = await browser.new_page(viewport={"width": 1280, "height": 900})
@@ -185,22 +205,30 @@ async def test_console_pages_show_the_shops_real_numbers(settings: Settings) -> 
         assert sum(bars) == sum(g[s]["responses"] for g in monthly for s in ("nps", "csat", "ces"))
         await _shot(page, "03-satisfaction")
 
-        # Journeys: the list, and a journey's graph with its live counts.
+        # Journeys: the list, and a journey's graph with its live counts (the journey service's).
+        async with httpx.AsyncClient(base_url=running.journey_url, headers=READ) as peer:
+            journey = (await peer.get(f"/v1/journeys/{THANK_YOU}/stats")).json()
+        async with httpx.AsyncClient(base_url=running.channels_url, headers=READ) as peer:
+            messages = (await peer.get("/v1/messages/stats")).json()
         await page.goto(f"{running.url}/console/journeys")
-        await page.click(f"text={JOURNEY_ID}")
+        await page.click(f"text={THANK_YOU}")
         await page.wait_for_selector("svg.journey-graph")
         entered = await page.locator("svg.journey-graph g.node").evaluate_all(
             "els => els.map(e => [e.dataset.step, e.dataset.entered])"
         )
-        assert dict(entered)["reminder"] == "900"
+        expected = {s["step_id"]: str(s["entered"]) for s in journey["steps"]}
+        assert dict(entered)["thank-you-email"] == expected["thank-you-email"]
+        assert int(expected["thank-you-email"]) == kpis["kpis"]["orders"]
         assert "Uplift" in await page.inner_text('[data-panel="uplift"]')
         await _shot(page, "04-journey")
 
-        # Channels.
+        # Channels: the bars carry the channels service's own counts.
         await page.goto(f"{running.url}/console/channels")
         totals = await _points(page, "channel-totals", "rect.bar")
-        assert 900 in totals
-        assert len(await _points(page, "channel-series")) == 5
+        sent = messages["totals"]["email"]["sent"]
+        assert sent > 0
+        assert sent in totals
+        assert len(await _points(page, "channel-series")) >= 1
         await _shot(page, "05-channels")
 
         # Customer lookup: profile, consent, segments (the real segmenter), timeline.
