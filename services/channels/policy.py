@@ -24,9 +24,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from shared.contracts import ERASED_VERSION
+from shared.customer_time import customer_zone
 
 TRANSACTIONAL = "transactional"
 ALL = "all"
@@ -184,17 +185,6 @@ def consents(
     return granted is True and not traits.get("unsubscribed")
 
 
-def zone_of(profile: Mapping[str, Any], default: str) -> ZoneInfo:
-    name = (profile.get("traits") or {}).get("timezone")
-    for candidate in (name, default):
-        if isinstance(candidate, str) and candidate:
-            try:
-                return ZoneInfo(candidate)
-            except (ZoneInfoNotFoundError, ValueError):
-                continue
-    return ZoneInfo("UTC")
-
-
 def _refusal(c: Candidate, profile: Mapping[str, Any], facts: Facts) -> Decision | str:
     """Why this customer may not get this message at all, or the address to send to."""
     traits = profile.get("traits") or {}
@@ -218,7 +208,9 @@ def decide_one(c: Candidate, facts: Facts, config: PolicyConfig, now: datetime) 
         return refused
     address = refused
     if config.quiet_hours is not None and c.message_type not in config.quiet_hours_exempt:
-        until = config.quiet_hours.next_allowed(now, zone_of(profile, config.default_timezone))
+        until = config.quiet_hours.next_allowed(
+            now, customer_zone(profile, config.default_timezone)
+        )
         if until is not None:
             return Decision("deferred", "quiet hours", address, until)
     if c.message_type not in config.cap_exempt and not c.ignore_caps:

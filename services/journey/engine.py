@@ -31,6 +31,7 @@ from services.journey.dsl import (
 from services.journey.durations import parse_duration
 from services.journey.state import Effects, Instance, Timer, WebhookCall
 from shared.contracts import DispatchRequest, ProfileSnapshot
+from shared.customer_time import customer_zone
 
 _NAMESPACE = uuid.UUID("6f1c3a52-8f0e-4a8e-9d57-3b7c1b7f0a11")
 MAX_STEPS_PER_MOVE = 200  # a guard beyond the goto guards: no input runs a journey forever
@@ -320,7 +321,7 @@ class Engine:
         if step.duration:
             return now + self._scaled(parse_duration(step.duration))
         snapshot = profile.model_dump(mode="json")
-        zone = timing.customer_zone(snapshot)
+        zone = customer_zone(snapshot)
         if step.until_time:
             target = timing.next_time_of_day(now, step.until_time, zone)
         else:

@@ -23,6 +23,7 @@ from shared.contracts import (
     ProfileSnapshot,
     SegmentChange,
 )
+from shared.customer_time import customer_zone
 from shared.kafka import OutRecord
 
 
@@ -228,7 +229,7 @@ def next_date(cj: CompiledJourney, profile: dict[str, Any], now: datetime) -> da
     day = timing.trait_date(profile, trigger.date_attribute)
     if day is None:
         return None
-    zone = timing.customer_zone(profile)
+    zone = customer_zone(profile)
     return timing.next_occurrence(day, trigger.offset_days, trigger.at, zone, now, trigger.yearly)
 
 

@@ -16,6 +16,7 @@ from services.journey.engine import Engine, instance_id, slim
 from services.journey.entry import CustomerFacts, admit, entry_key, refusal
 from services.journey.state import CounterKey, Effects, Instance, Timer
 from shared.contracts import DispatchRequest, ProfileSnapshot
+from shared.customer_time import customer_zone
 
 
 @dataclass
@@ -189,7 +190,7 @@ class Simulation:
             day,
             trigger.offset_days,
             trigger.at,
-            timing.customer_zone(snapshot),
+            customer_zone(snapshot),
             after or self.now,
             trigger.yearly,
         )

@@ -6,20 +6,11 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-
-def customer_zone(profile: dict[str, Any]) -> ZoneInfo:
-    """The customer's time zone from `traits.timezone` (IANA name); UTC when absent or bad."""
-    name = (profile.get("traits") or {}).get("timezone")
-    if isinstance(name, str):
-        try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
-    return ZoneInfo("UTC")
+from shared.customer_time import anniversary_in
 
 
 def _hm(text: str) -> time:
@@ -61,11 +52,7 @@ def next_occurrence(  # noqa: PLR0917
         return moment if moment.date() >= now.astimezone(zone).date() else None
     today = now.astimezone(zone).date()
     for year in (today.year, today.year + 1):
-        try:
-            this = day.replace(year=year)
-        except ValueError:  # 29 February in a common year: the 28th
-            this = date(year, 2, 28)
-        moment = on_date(this, offset_days, at, zone)
+        moment = on_date(anniversary_in(year, day.month, day.day), offset_days, at, zone)
         if moment.astimezone(zone).date() >= today:
             return moment
     return None

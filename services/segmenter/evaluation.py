@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import cel
 
@@ -33,6 +32,7 @@ from services.segmenter.rules import (
     Rule,
     SequenceRule,
 )
+from shared.customer_time import anniversary_in, customer_zone
 
 OCCURRENCE = ""
 """The `property` of the fact that records an occurrence itself (counted, sequenced)."""
@@ -228,23 +228,6 @@ class DaysSinceNode(Node):
         return self.compare(days, self.value), upcoming
 
 
-def _zone(profile: Mapping[str, Any]) -> ZoneInfo:
-    name = lookup(profile, "traits.timezone")
-    if isinstance(name, str):
-        try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
-    return ZoneInfo("UTC")
-
-
-def _anniversary_in(year: int, month: int, day: int) -> date:
-    try:
-        return date(year, month, day)
-    except ValueError:  # 29 February in a common year: the 28th
-        return date(year, month, 28)
-
-
 class AnniversaryNode(Node):
     def __init__(self, rule: AnniversaryRule) -> None:
         self.path = rule.anniversary
@@ -257,13 +240,13 @@ class AnniversaryNode(Node):
             born = date.fromisoformat(raw[:10])
         except ValueError:
             return False, None
-        zone = _zone(ctx.profile)
+        zone = customer_zone(ctx.profile)
         today = ctx.now.astimezone(zone).date()
-        this_year = _anniversary_in(today.year, born.month, born.day)
+        this_year = anniversary_in(today.year, born.month, born.day)
         if this_year == today:
             tomorrow = datetime.combine(today + timedelta(days=1), time(), zone)
             return True, tomorrow.astimezone(UTC)
-        upcoming = this_year if this_year > today else _anniversary_in(
+        upcoming = this_year if this_year > today else anniversary_in(
             today.year + 1, born.month, born.day
         )  # fmt: skip
         return False, datetime.combine(upcoming, time(), zone).astimezone(UTC)
