@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,3 +147,52 @@ def report(
     if json_path is not None:
         json_path.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
         console.print(f"figures written to {json_path}")
+
+
+async def fixed_rate_latency(
+    bootstrap: str,
+    *,
+    source: str,
+    sink: str,
+    rate: float,
+    records: Sequence[tuple[str, Callable[[], bytes]]],
+    answers: Callable[[dict[str, Any]], bool],
+) -> list[float]:
+    """ms from producing each record to `source` (at `rate` a second) to reading its answer on
+    `sink`. `records` are (profile id, value built at send time, so timestamps are fresh);
+    an answer is a `sink` record for that profile id for which `answers(body)` holds."""
+    reader = AIOKafkaConsumer(sink, bootstrap_servers=bootstrap, group_id=None,
+                              fetch_max_wait_ms=5, auto_offset_reset="latest")  # fmt: skip
+    await reader.start()
+    await reader.seek_to_end()
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+
+    async def read() -> None:
+        while len(latencies) < len(records):
+            batches = await reader.getmany(timeout_ms=200)
+            arrived = time.perf_counter()
+            for msgs in batches.values():
+                for msg in msgs:
+                    body = orjson.loads(msg.value or b"{}")
+                    pid = body.get("profile_id", "")
+                    if pid in sent_at and answers(body):
+                        latencies.append((arrived - sent_at.pop(pid)) * 1000)
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=0)
+    await producer.start()
+    reading = asyncio.create_task(read())
+    try:
+        started = time.perf_counter()
+        for i, (pid, value) in enumerate(records):
+            if (delay := started + i / rate - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            body = value()
+            sent_at[pid] = time.perf_counter()
+            await producer.send(source, value=body, key=pid.encode())
+        await asyncio.wait_for(reading, timeout=120)
+    finally:
+        reading.cancel()
+        await producer.stop()
+        await reader.stop()
+    return latencies

@@ -24,18 +24,19 @@ import random
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from rich.console import Console
 
 from journeyman.bench.common import (
     Throughput,
     asyncpg_dsn,
+    fixed_rate_latency,
     percentile,
     produce_all,
     raw_passthrough,
@@ -145,48 +146,15 @@ async def _outbox_drained(dsn: str) -> None:
 
 async def _latency(bootstrap: str, run: str, count: int) -> list[float]:
     """Sign-ups at LATENCY_RATE/s; ms from producing each to reading its welcome dispatch."""
-    reader = AIOKafkaConsumer(
-        DISPATCH,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        fetch_max_wait_ms=5,
-        auto_offset_reset="latest",
-    )
-    await reader.start()
-    await reader.seek_to_end()
-    sent_at: dict[str, float] = {}
-    latencies: list[float] = []
 
-    async def read() -> None:
-        while len(latencies) < count:
-            batches = await reader.getmany(timeout_ms=200)
-            arrived = time.perf_counter()
-            for msgs in batches.values():
-                for msg in msgs:
-                    body = orjson.loads(msg.value or b"{}")
-                    pid = body.get("profile_id", "")
-                    if body.get("template") == "welcome" and pid in sent_at:
-                        latencies.append((arrived - sent_at.pop(pid)) * 1000)
+    def sign_up(pid: str) -> Callable[[], bytes]:
+        return lambda: _record(pid, f"{pid}-1", "Signed Up", datetime.now(UTC))
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=0)
-    await producer.start()
-    reading = asyncio.create_task(read())
-    try:
-        started = time.perf_counter()
-        for i in range(count):
-            due = started + i / LATENCY_RATE
-            if (delay := due - time.perf_counter()) > 0:
-                await asyncio.sleep(delay)
-            pid = f"{run}-new-{i}"
-            value = _record(pid, f"{pid}-1", "Signed Up", datetime.now(UTC))
-            sent_at[pid] = time.perf_counter()
-            await producer.send(PROFILE_EVENTS, value=value, key=pid.encode())
-        await asyncio.wait_for(reading, timeout=120)
-    finally:
-        reading.cancel()
-        await producer.stop()
-        await reader.stop()
-    return latencies
+    return await fixed_rate_latency(
+        bootstrap, source=PROFILE_EVENTS, sink=DISPATCH, rate=LATENCY_RATE,
+        records=[(f"{run}-new-{i}", sign_up(f"{run}-new-{i}")) for i in range(count)],
+        answers=lambda body: body.get("template") == "welcome",
+    )  # fmt: skip
 
 
 async def _seed_waiting(

@@ -25,18 +25,19 @@ import random
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from rich.console import Console
 
 from journeyman.bench.common import (
     Throughput,
     asyncpg_dsn,
+    fixed_rate_latency,
     percentile,
     produce_all,
     raw_passthrough,
@@ -213,45 +214,16 @@ async def _outbox_drained(dsn: str) -> None:
 async def _latency(bootstrap: str, run: str, count: int) -> list[float]:
     """Orders at LATENCY_RATE/s, each making a known customer a big spender; ms from producing
     the profile event to reading its Segment Entered."""
-    reader = AIOKafkaConsumer(SEGMENT_CHANGES, bootstrap_servers=bootstrap, group_id=None,
-                              fetch_max_wait_ms=5,
-                              auto_offset_reset="latest")  # fmt: skip
-    await reader.start()
-    await reader.seek_to_end()
-    sent_at: dict[str, float] = {}
-    latencies: list[float] = []
 
-    async def read() -> None:
-        while len(latencies) < count:
-            batches = await reader.getmany(timeout_ms=200)
-            arrived = time.perf_counter()
-            for msgs in batches.values():
-                for msg in msgs:
-                    body = orjson.loads(msg.value or b"{}")
-                    pid = body.get("profile_id", "")
-                    if body.get("segment_id") == "big-spenders" and pid in sent_at:
-                        latencies.append((arrived - sent_at.pop(pid)) * 1000)
+    def order(pid: str) -> Callable[[], bytes]:  # a known customer (one event), now big
+        return lambda: _record(pid, 2, "Order Completed", datetime.now(UTC), revenue=600.0,
+                               orders=2, total=600.0)  # fmt: skip
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=0)
-    await producer.start()
-    reading = asyncio.create_task(read())
-    try:
-        started = time.perf_counter()
-        for i in range(count):
-            due = started + i / LATENCY_RATE
-            if (delay := due - time.perf_counter()) > 0:
-                await asyncio.sleep(delay)
-            pid = f"{run}-{i}"  # a known customer (one event already), now a big spender
-            value = _record(pid, 2, "Order Completed", datetime.now(UTC), revenue=600.0,
-                            orders=2, total=600.0)  # fmt: skip
-            sent_at[pid] = time.perf_counter()
-            await producer.send(PROFILE_EVENTS, value=value, key=pid.encode())
-        await asyncio.wait_for(reading, timeout=120)
-    finally:
-        reading.cancel()
-        await producer.stop()
-        await reader.stop()
-    return latencies
+    return await fixed_rate_latency(
+        bootstrap, source=PROFILE_EVENTS, sink=SEGMENT_CHANGES, rate=LATENCY_RATE,
+        records=[(f"{run}-{i}", order(f"{run}-{i}")) for i in range(count)],
+        answers=lambda body: body.get("segment_id") == "big-spenders",
+    )  # fmt: skip
 
 
 async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[str, Any]:
