@@ -7,10 +7,11 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 import orjson
 from sqlalchemy import ColumnElement, any_, literal, text
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shared.settings import Settings
 
@@ -37,3 +38,18 @@ async def ping(engine: AsyncEngine) -> None:
 def any_of(column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
     """`column = ANY($1)` with one array parameter: one statement shape whatever the batch size."""
     return column == any_(literal(list(values), type_=ARRAY(column.type)))
+
+
+async def driver_connection(conn: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under a SQLAlchemy one, in the same transaction: hot paths send
+    `unnest` array parameters straight to the driver, with no per-row statement compilation.
+
+    SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its first statement; a statement sent
+    to the driver before that would run outside the caller's transaction (and survive its
+    rollback), so the transaction is started here when it has not been yet."""
+    raw = await conn.get_raw_connection()
+    adapter: Any = raw.dbapi_connection
+    if conn.in_transaction() and adapter._transaction is None:
+        await adapter._start_transaction()
+    driver: asyncpg.Connection = raw.driver_connection
+    return driver

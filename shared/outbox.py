@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -33,13 +34,13 @@ from sqlalchemy import (
     delete,
     event,
     func,
-    insert,
     select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.db import any_of
+from shared.cloudevents import Headers
+from shared.db import any_of, driver_connection
 from shared.errors import is_transient
 from shared.kafka import OutRecord, Producer
 from shared.metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED
@@ -64,26 +65,40 @@ def outbox_table(metadata: MetaData) -> Table:
 
 
 async def add_to_outbox(conn: AsyncConnection, table: Table, records: Sequence[OutRecord]) -> None:
-    """Queue records for publication inside the caller's transaction."""
+    """Queue records for publication inside the caller's transaction.
+
+    One `INSERT .. SELECT FROM unnest(..)` on the asyncpg connection under the caller's: the
+    arrays are encoded by the driver, so thousands of rows cost one round trip and no
+    per-row statement compilation (SQLAlchemy's executemany cost ~35 µs a row here)."""
     if not records:
         return
-    rows = [
-        {
-            "topic": r.topic,
-            "key": r.key,
-            "value": r.value,
-            "headers": [[k, v.decode("utf-8", "replace")] for k, v in r.headers],
-        }
-        for r in records
-    ]
-    result = await conn.execute(
-        insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+    driver = await driver_connection(conn)
+    rows = await driver.fetch(
+        f"INSERT INTO {table.fullname} (topic, key, value, headers) "  # noqa: S608 (table name)
+        "SELECT t, k, v, h::jsonb FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[]) "
+        "WITH ORDINALITY AS x(t, k, v, h, n) ORDER BY n RETURNING id",
+        [r.topic for r in records],
+        [r.key for r in records],
+        [r.value for r in records],
+        [_headers_json(r.headers) for r in records],
     )
-    ids = list(result.scalars())
+    ids = sorted(row[0] for row in rows)  # identities are drawn in the ORDER BY n order
     relay = _RELAYS.get(table.fullname)
     if relay is not None:
         staged = list(zip(ids, records, strict=True))
         event.listen(conn.sync_connection, "commit", lambda _: relay.committed(staged), once=True)
+
+
+def _headers_json(headers: Headers) -> str:
+    return orjson.dumps([(k, v.decode("utf-8", "replace")) for k, v in headers]).decode()
+
+
+class _Gap(Exception):
+    """Rows of a later commit are visible before those of an earlier one."""
+
+    def __init__(self, visible: set[int]) -> None:
+        super().__init__("outbox rows visible out of order")
+        self.visible = visible
 
 
 class OutboxRelay:
@@ -106,6 +121,12 @@ class OutboxRelay:
         self._batch = batch_size
         self._grace = timedelta(seconds=grace_s)
         self._fresh: list[tuple[int, OutRecord]] = []
+        # Deletes the rows of these ids that are committed and not held by another relay: the
+        # ids it returns are those this pass may publish, in one round trip.
+        self._delete_visible = (
+            f"DELETE FROM {table.fullname} WHERE id IN (SELECT id FROM {table.fullname} "  # noqa: S608
+            "WHERE id = ANY($1::bigint[]) FOR UPDATE SKIP LOCKED) RETURNING id"
+        )
         self._misses = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -143,29 +164,27 @@ class OutboxRelay:
         staged = self._fresh[: self._batch]
         if not staged:
             return 0
-        t = self._table
-        async with self._engine.begin() as conn:
-            ids = [i for i, _ in staged]
-            visible = set(
-                (
-                    await conn.execute(
-                        select(t.c.id).where(any_of(t.c.id, ids)).with_for_update(skip_locked=True)
-                    )
-                ).scalars()
-            )
-            ready = list(itertools.takewhile(lambda item: item[0] in visible, staged))
-            if not ready:
-                self._misses += 1
-                if self._misses > _MAX_MISSES:
-                    gone = list(itertools.takewhile(lambda item: item[0] not in visible, staged))
-                    del self._fresh[: len(gone)]
-                    self._misses = 0
-                return 0
-            self._misses = 0
-            await conn.execute(delete(t).where(any_of(t.c.id, [i for i, _ in ready])))
-            await self._producer.send_batch([r for _, r in ready])
+        try:
+            async with self._engine.begin() as conn:
+                driver = await driver_connection(conn)
+                rows = await driver.fetch(self._delete_visible, [i for i, _ in staged])
+                visible = {row[0] for row in rows}
+                ready = list(itertools.takewhile(lambda item: item[0] in visible, staged))
+                if len(ready) < len(visible):
+                    raise _Gap(visible)  # roll the deletion back: nothing may leave out of order
+                await self._producer.send_batch([r for _, r in ready])
+        except _Gap as gap:
+            visible, ready = gap.visible, []
+        if not ready:
+            self._misses += 1
+            if self._misses > _MAX_MISSES:
+                gone = list(itertools.takewhile(lambda item: item[0] not in visible, staged))
+                del self._fresh[: len(gone)]
+                self._misses = 0
+            return 0
+        self._misses = 0
         del self._fresh[: len(ready)]
-        OUTBOX_PUBLISHED.labels(t.schema).inc(len(ready))
+        OUTBOX_PUBLISHED.labels(self._table.schema).inc(len(ready))
         return len(ready)
 
     async def publish_pending(self, older_than: timedelta | None = None) -> int:

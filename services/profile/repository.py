@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.profile.behaviour import ProfileState
+from shared.db import driver_connection
 
 S = "profile"
 _PROFILE_COLUMNS = (
@@ -31,11 +32,7 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-async def pg(conn: AsyncConnection) -> asyncpg.Connection:
-    """The asyncpg connection under the caller's SQLAlchemy connection (same transaction)."""
-    raw = await conn.get_raw_connection()
-    driver: asyncpg.Connection = raw.driver_connection
-    return driver
+pg = driver_connection  # short: every statement below starts with it
 
 
 def _state(row: asyncpg.Record) -> ProfileState:
