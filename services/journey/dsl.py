@@ -29,7 +29,7 @@ from services.journey.dsl_steps import (
     WebhookStep,
 )
 from services.journey.durations import Duration
-from shared.cel import check_expression
+from shared.cel_check import JOURNEY_VARIABLES, condition_checker
 
 __all__ = [
     "BranchStep",
@@ -63,7 +63,7 @@ class EventTrigger(Strict):
         description="CEL over `event`, `profile`; e.g. event.properties.revenue > 50",
     )
 
-    _check = field_validator("condition")(check_expression)
+    _check = field_validator("condition")(condition_checker(JOURNEY_VARIABLES))
 
 
 class SegmentTrigger(Strict):
@@ -157,7 +157,7 @@ class ExitCriterion(Strict):
     segment_exited: Identifier | None = None
     segment_entered: Identifier | None = None
 
-    _check = field_validator("condition")(check_expression)
+    _check = field_validator("condition")(condition_checker(JOURNEY_VARIABLES))
 
     @model_validator(mode="after")
     def _one_kind(self) -> ExitCriterion:
@@ -177,7 +177,7 @@ class Goal(Strict):
     within: Duration = Field(default="7d", description="Conversion window from entry.")
     exit: bool = Field(default=False, description="End the instance when the goal is met.")
 
-    _check = field_validator("condition")(check_expression)
+    _check = field_validator("condition")(condition_checker(JOURNEY_VARIABLES))
 
 
 class Journey(Strict):

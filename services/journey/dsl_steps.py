@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.journey.durations import Duration
-from shared.cel import check_expression
+from shared.cel_check import JOURNEY_VARIABLES, condition_checker
 
 Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=100)]
 TimeOfDay = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["09:00"])]
@@ -87,7 +87,7 @@ class WaitForEventStep(_Step):
         default=None, description="Step when the timeout passes; default: the next step."
     )
 
-    _check = field_validator("condition")(check_expression)
+    _check = field_validator("condition")(condition_checker(JOURNEY_VARIABLES))
 
 
 class BranchCase(Strict):
@@ -95,7 +95,7 @@ class BranchCase(Strict):
     next: Identifier
     label: str | None = Field(default=None, description="Name in stats; default: the target.")
 
-    _check = field_validator("condition")(check_expression)
+    _check = field_validator("condition")(condition_checker(JOURNEY_VARIABLES))
 
 
 class BranchStep(_Step):

@@ -32,7 +32,7 @@ from services.segmenter.rules import (
     Rule,
     SequenceRule,
 )
-from shared.cel import check_expression
+from shared.cel_check import SEGMENT_VARIABLES, condition_checker
 from shared.yamldoc import DefinitionError, YamlDoc, load_yaml, validate_doc
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class Segment(BaseModel):
     )
     enabled: bool = True
 
-    _check = field_validator("condition")(check_expression)
+    _check = field_validator("condition")(condition_checker(SEGMENT_VARIABLES))
 
     @model_validator(mode="after")
     def _something_to_decide(self) -> Segment:

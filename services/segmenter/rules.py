@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.cel import check_expression
+from shared.cel_check import SEGMENT_VARIABLES, condition_checker
 
 Op = Literal[">=", ">", "<=", "<", "==", "!="]
 ProfilePath = Annotated[
@@ -41,7 +41,7 @@ class CelRule(_Rule):
 
     cel: str = Field(description="e.g. profile.traits.country == 'FR'")
 
-    _check = field_validator("cel")(check_expression)
+    _check = field_validator("cel")(condition_checker(SEGMENT_VARIABLES))
 
 
 class AggregateRule(_Rule):
