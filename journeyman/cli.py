@@ -380,7 +380,7 @@ def dlq_replay(
     console.print(f"replayed {len(replayed)} record(s)")
 
 
-BENCHMARKS = ("e2e", "profile", "segmenter", "journey", "channels")
+BENCHMARKS = ("e2e", "profile", "segmenter", "rfm", "journey", "channels")
 
 
 @app.command()

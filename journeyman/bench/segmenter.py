@@ -127,7 +127,7 @@ def _traffic(count: int, run: str, seed: int = 7) -> list[tuple[bytes | None, by
     return out
 
 
-async def _seed_profiles(dsn: str, run: str, count: int) -> None:
+async def seed_profiles(dsn: str, run: str, count: int) -> None:
     """The base as the segmenter knows it after some history (set-based): a snapshot per
     profile, so the measured events are returning customers, the steady state."""
     db = await asyncpg.connect(dsn)
@@ -148,7 +148,7 @@ async def _seed_profiles(dsn: str, run: str, count: int) -> None:
         await db.close()
 
 
-async def _seed_purchases(dsn: str, run: str, count: int) -> None:
+async def seed_purchases(dsn: str, run: str, count: int) -> None:
     """A purchase summary for every profile of the base (as if long consumed)."""
     db = await asyncpg.connect(dsn)
     try:
@@ -236,7 +236,7 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
     _write_segments(work / "segments")
     records = _traffic(count, run)
     baseline = await raw_passthrough(bootstrap, pg_url, records)
-    await _seed_profiles(asyncpg_dsn(pg_url), run, count)
+    await seed_profiles(asyncpg_dsn(pg_url), run, count)
     await produce_all(bootstrap, PROFILE_EVENTS, records)
     settings = SegmenterSettings(
         database_url=pg_url, kafka_bootstrap_servers=bootstrap, service_name="bench-segmenter",
@@ -251,7 +251,7 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
         latencies = await _latency(bootstrap, run, LATENCY_EVENTS[size])
         spent_after, batches_after = _batches("segmenter")
         batch_ms = (spent_after - spent) / max(batches_after - batches, 1) * 1000
-        await _seed_purchases(asyncpg_dsn(pg_url), run, count)
+        await seed_purchases(asyncpg_dsn(pg_url), run, count)
         loop = app.state.runtime.state["clock_loop"]
         t0 = time.perf_counter()
         first = await loop.recompute_rfm()

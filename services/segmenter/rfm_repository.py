@@ -16,6 +16,27 @@ from shared.topics import SEGMENT_CHANGES
 SOURCE = "journeyman/segmenter"
 
 
+_OUTBOX_INSERT = text(
+    "INSERT INTO segmenter.outbox (topic, key, value, headers)"
+    " SELECT :topic, convert_to(c.profile_id, 'UTF8'), convert_to("
+    "  '{\"profile_id\":' || to_json(c.profile_id)::text"
+    "  || ',\"segment_id\":' || to_json(c.segment_id)::text"
+    '  || \',"change":"\' || c.change || \'","profile":\' || p.snapshot::text'
+    "  || ',\"changed_at\":\"' || CAST(:stamp AS text) || '\"}', 'UTF8'),"
+    '  (\'[["ce_specversion","1.0"],["ce_id",\' || to_json(c.profile_id || \':\''
+    "  || c.segment_id || ':' || c.change || '\\:rfm@' || CAST(:stamp AS text))::text"
+    "  || '],[\"ce_source\",' || to_json(CAST(:source AS text))::text"
+    '  || \'],["ce_type","journeyman.segment.\' || c.change'
+    '  || \'"],["ce_time","\' || CAST(:stamp AS text)'
+    '  || \'"],["content-type","application/json"],["traceparent","00-\''
+    "  || md5(c.profile_id || c.segment_id || CAST(:stamp AS text)) || '-'"
+    '  || substr(md5(random()::text), 1, 16) || \'-01"],["ce_subject",\''
+    "  || to_json(c.profile_id)::text || ']]')::jsonb"
+    " FROM rfm_changes c JOIN segmenter.profiles p USING (profile_id)"
+    " WHERE c.published AND c.change = :change"
+)
+
+
 def _case(config: RfmConfig) -> tuple[str, dict[str, Any]]:
     """The CASE expression naming each customer's segment, boundaries as bound parameters."""
     arms: list[str] = []
@@ -54,9 +75,13 @@ async def score(conn: AsyncConnection, config: RfmConfig) -> int:
 async def apply_changes(conn: AsyncConnection, config: RfmConfig, now: datetime) -> dict[str, int]:
     """Compare with current RFM memberships; write entered/exited everywhere they go."""
     await conn.execute(text("DROP TABLE IF EXISTS rfm_changes"))
+    # Each change with the profile's version and whether it is published (a known, not erased
+    # profile), read from the profiles once here rather than by every insert below.
     await conn.execute(
         text(
             "CREATE TEMP TABLE rfm_changes ON COMMIT DROP AS "
+            "SELECT c.profile_id, c.segment_id, c.change, coalesce(p.version, 0) AS version,"
+            " coalesce(p.snapshot <> '{}'::jsonb, false) AS published FROM ("
             "SELECT n.profile_id, n.segment_id, 'entered'::text AS change FROM rfm_new n"
             " WHERE n.segment_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM segmenter.memberships m"
             "  WHERE m.profile_id = n.profile_id AND m.segment_id = n.segment_id) "
@@ -64,6 +89,7 @@ async def apply_changes(conn: AsyncConnection, config: RfmConfig, now: datetime)
             "SELECT m.profile_id, m.segment_id, 'exited' FROM segmenter.memberships m"
             " WHERE m.segment_id = ANY(:ids) AND NOT EXISTS (SELECT 1 FROM rfm_new n"
             "  WHERE n.profile_id = m.profile_id AND n.segment_id = m.segment_id)"
+            ") c LEFT JOIN segmenter.profiles p USING (profile_id)"
         ),
         {"ids": config.segment_ids()},
     )
@@ -79,8 +105,8 @@ async def apply_changes(conn: AsyncConnection, config: RfmConfig, now: datetime)
         text(
             "INSERT INTO segmenter.memberships"
             " (profile_id, segment_id, profile_version, entered_at)"
-            " SELECT c.profile_id, c.segment_id, coalesce(p.version, 0), :now FROM rfm_changes c"
-            " LEFT JOIN segmenter.profiles p USING (profile_id) WHERE c.change = 'entered'"
+            " SELECT profile_id, segment_id, version, :now FROM rfm_changes"
+            " WHERE change = 'entered'"
         ),
         params,
     )
@@ -88,54 +114,41 @@ async def apply_changes(conn: AsyncConnection, config: RfmConfig, now: datetime)
         text(
             "INSERT INTO segmenter.membership_history"
             " (profile_id, segment_id, change, profile_version, at)"
-            " SELECT c.profile_id, c.segment_id, c.change, coalesce(p.version, 0), :now"
-            " FROM rfm_changes c LEFT JOIN segmenter.profiles p USING (profile_id)"
+            " SELECT profile_id, segment_id, change, version, :now FROM rfm_changes"
+        ),
+        params,
+    )
+    # Exits first, then entries: outbox ids keep a customer's exit before their entry, with no
+    # sort of the whole set. Record values and headers are put together as text (the snapshot
+    # as stored): building jsonb objects per row cost about twice as much.
+    for change in ("exited", "entered"):
+        await conn.execute(_OUTBOX_INSERT, {**params, "change": change})
+    # Scores are rewritten only where they moved: a stable base costs reads, not writes. Three
+    # hash joins over the base (update, insert, delete) rather than one index probe per customer
+    # (an upsert), which cost ~25 µs a customer even when nothing changed.
+    await conn.execute(
+        text(
+            "UPDATE segmenter.rfm_scores s SET recency = n.r, frequency = n.f, monetary = n.m,"
+            " segment_id = n.segment_id, computed_at = :now FROM rfm_new n"
+            " WHERE n.profile_id = s.profile_id AND (s.recency, s.frequency, s.monetary,"
+            " s.segment_id) IS DISTINCT FROM (n.r, n.f, n.m, n.segment_id)"
         ),
         params,
     )
     await conn.execute(
         text(
-            "INSERT INTO segmenter.outbox (topic, key, value, headers)"
-            " SELECT :topic, convert_to(c.profile_id, 'UTF8'),"
-            "  convert_to(jsonb_build_object('profile_id', c.profile_id,"
-            "   'segment_id', c.segment_id, 'change', c.change, 'profile', p.snapshot,"
-            "   'changed_at', CAST(:stamp AS text))::text, 'UTF8'),"
-            "  jsonb_build_array("
-            "   jsonb_build_array('ce_specversion', '1.0'),"
-            "   jsonb_build_array('ce_id', c.profile_id || ':' || c.segment_id || ':' || c.change"
-            "    || '\\:rfm@' || CAST(:stamp AS text)),"
-            "   jsonb_build_array('ce_source', CAST(:source AS text)),"
-            "   jsonb_build_array('ce_type', 'journeyman.segment.' || c.change),"
-            "   jsonb_build_array('ce_time', CAST(:stamp AS text)),"
-            "   jsonb_build_array('content-type', 'application/json'),"
-            "   jsonb_build_array('traceparent', '00-' || md5(c.profile_id || c.segment_id"
-            "    || CAST(:stamp AS text)) || '-' || substr(md5(random()::text), 1, 16) || '-01'),"
-            "   jsonb_build_array('ce_subject', c.profile_id))"
-            " FROM rfm_changes c JOIN segmenter.profiles p USING (profile_id)"
-            " WHERE p.snapshot <> '{}'::jsonb"
-            " ORDER BY c.profile_id, c.change DESC"
+            "INSERT INTO segmenter.rfm_scores"
+            " (profile_id, recency, frequency, monetary, segment_id, computed_at)"
+            " SELECT profile_id, r, f, m, segment_id, :now FROM rfm_new n WHERE NOT EXISTS"
+            " (SELECT 1 FROM segmenter.rfm_scores s WHERE s.profile_id = n.profile_id)"
         ),
         params,
     )
-    # Scores are rewritten only where they moved: a stable base costs reads, not writes.
     await conn.execute(
         text(
             "DELETE FROM segmenter.rfm_scores s WHERE NOT EXISTS"
             " (SELECT 1 FROM rfm_new n WHERE n.profile_id = s.profile_id)"
         )
-    )
-    await conn.execute(
-        text(
-            "INSERT INTO segmenter.rfm_scores AS s"
-            " (profile_id, recency, frequency, monetary, segment_id, computed_at)"
-            " SELECT profile_id, r, f, m, segment_id, :now FROM rfm_new"
-            " ON CONFLICT (profile_id) DO UPDATE SET recency = excluded.recency,"
-            "  frequency = excluded.frequency, monetary = excluded.monetary,"
-            "  segment_id = excluded.segment_id, computed_at = excluded.computed_at"
-            " WHERE (s.recency, s.frequency, s.monetary, s.segment_id) IS DISTINCT FROM"
-            "  (excluded.recency, excluded.frequency, excluded.monetary, excluded.segment_id)"
-        ),
-        params,
     )
     rows = await conn.execute(text("SELECT change, count(*) FROM rfm_changes GROUP BY change"))
     counts: dict[str, int] = {r[0]: r[1] for r in rows}

@@ -95,8 +95,15 @@ async def test_rfm_quintiles_match_a_hand_computed_table(
             assert [s["segment_id"] for s in body["segments"]] == [rfm["segment_id"]]
         assert scores == EXPECTED
 
+        records = await topic.read(10)
         published = [SegmentChange.model_validate(orjson.loads(r.value))  # type: ignore[attr-defined]
-                     for r in await topic.read(10)]  # fmt: skip
+                     for r in records]  # fmt: skip
+        for record, change in zip(records, published, strict=True):
+            headers = {k: v.decode() for k, v in record.headers}  # type: ignore[attr-defined]
+            assert headers["ce_type"] == "journeyman.segment.entered"
+            assert headers["ce_subject"] == change.profile_id
+            expected_id = f"{change.profile_id}:{change.segment_id}:entered:rfm@"
+            assert headers["ce_id"].startswith(expected_id)
         assert {(c.profile_id, c.segment_id, c.change) for c in published} == {
             (ids[name], expected[3], "entered") for name, expected in EXPECTED.items()
         }
