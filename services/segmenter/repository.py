@@ -1,13 +1,17 @@
-"""All SQL of the segmenter's hot paths: one statement per kind of row per batch, never one
-per event. Ops queries live in `queries.py`, RFM in `rfm_repository.py`."""
+"""All SQL of the segmenter's hot paths. A batch of events costs a fixed handful of round trips
+whatever its size: lock the profiles, add facts and purchases, read what deciding needs, write
+every change (snapshots, memberships, history, timers) in one statement; hot-path statements
+go to asyncpg directly with `unnest` arrays. Ops queries live in `queries.py`, RFM in
+`rfm_repository.py`."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.segmenter.evaluation import FactKey
@@ -21,7 +25,7 @@ from services.segmenter.models import (
     segment_timers,
 )
 from shared.codec import dumps
-from shared.db import any_of
+from shared.db import any_of, driver_connection
 
 ProfileFacts = dict[FactKey, list[tuple[datetime, float | None]]]
 
@@ -61,59 +65,85 @@ async def snapshots_for_update(
 
 async def save_profiles(conn: AsyncConnection, rows: Sequence[tuple[str, int, Any]]) -> None:
     """Upsert the latest snapshot of each profile; an older version never overwrites."""
-    if not rows:
+    await write_changes(conn, Changes(profiles=list(rows)), datetime.now(UTC))
+
+
+async def add_events(
+    conn: AsyncConnection,
+    facts: Sequence[tuple[str, str, str, datetime, float | None]],
+    purchases: Sequence[tuple[str, datetime, int, float]],
+) -> None:
+    """A batch's facts, and its orders folded into each profile's purchase summary (the RFM
+    input): one statement."""
+    if not facts and not purchases:
         return
-    await conn.execute(
-        text(
-            "INSERT INTO segmenter.profiles (profile_id, version, snapshot)"
-            " SELECT p, v, s::jsonb FROM unnest(CAST(:p AS text[]), CAST(:v AS bigint[]),"
-            "  CAST(:s AS text[])) AS u(p, v, s)"
-            " ON CONFLICT (profile_id) DO UPDATE SET version = excluded.version,"
-            "  snapshot = excluded.snapshot WHERE excluded.version > profiles.version"
-        ),
-        {
-            "p": [r[0] for r in rows],
-            "v": [r[1] for r in rows],
-            "s": [dumps(r[2]).decode() for r in rows],
-        },
+    await (await driver_connection(conn)).execute(
+        "WITH f AS (INSERT INTO segmenter.facts (profile_id, event, property, at, value)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],"
+        "  $5::float8[])) "
+        "INSERT INTO segmenter.purchases AS t (profile_id, last_order_at, orders_count, monetary)"
+        " SELECT * FROM unnest($6::text[], $7::timestamptz[], $8::int[], $9::float8[])"
+        " ON CONFLICT (profile_id) DO UPDATE SET"
+        "  last_order_at = greatest(t.last_order_at, excluded.last_order_at),"
+        "  orders_count = t.orders_count + excluded.orders_count,"
+        "  monetary = t.monetary + excluded.monetary",
+        *_columns(facts, 5),
+        *_columns(purchases, 4),
     )
 
 
-async def add_facts(
-    conn: AsyncConnection, rows: Sequence[tuple[str, str, str, datetime, float | None]]
-) -> None:
-    if rows:
-        await conn.execute(
-            text(
-                "INSERT INTO segmenter.facts (profile_id, event, property, at, value)"
-                " SELECT * FROM unnest(CAST(:p AS text[]), CAST(:e AS text[]),"
-                "  CAST(:k AS text[]), CAST(:at AS timestamptz[]), CAST(:v AS float8[]))"
-            ),
-            {
-                "p": [r[0] for r in rows],
-                "e": [r[1] for r in rows],
-                "k": [r[2] for r in rows],
-                "at": [r[3] for r in rows],
-                "v": [r[4] for r in rows],
-            },
-        )
+@dataclass
+class Inputs:
+    """What deciding a batch of profiles reads: facts, current memberships, stored timers."""
+
+    facts: dict[str, ProfileFacts] = field(default_factory=dict)
+    memberships: dict[str, set[str]] = field(default_factory=dict)
+    timers: dict[tuple[str, str], datetime] = field(default_factory=dict)
+
+
+async def decision_inputs(
+    conn: AsyncConnection,
+    profile_ids: Iterable[str],
+    events: Iterable[str],
+    since: datetime,
+    *,
+    timers_of: Iterable[str] = (),
+) -> Inputs:
+    """Facts of `events` since `since` and memberships of these profiles, and the stored timers
+    of `timers_of`, in one round trip. Every profile asked for has an entry (maybe empty)."""
+    ids, names, timed = sorted(set(profile_ids)), sorted(set(events)), sorted(set(timers_of))
+    out = Inputs({pid: {} for pid in ids}, {pid: set() for pid in ids})
+    if not ids and not timed:
+        return out
+    rows = await (await driver_connection(conn)).fetch(
+        "SELECT 'f' AS kind, profile_id, event AS a, property AS b, at, value"
+        " FROM segmenter.facts WHERE profile_id = ANY($1::text[]) AND event = ANY($2::text[])"
+        " AND at > $3 "
+        "UNION ALL SELECT 'm', profile_id, segment_id, NULL, NULL, NULL"
+        " FROM segmenter.memberships WHERE profile_id = ANY($4::text[]) "
+        "UNION ALL SELECT 't', profile_id, segment_id, NULL, due_at, NULL"
+        " FROM segmenter.segment_timers WHERE profile_id = ANY($5::text[]) "
+        "ORDER BY kind, at",
+        ids if names else [],
+        names,
+        since,
+        ids,
+        timed,
+    )
+    for kind, pid, a, b, at, value in rows:
+        if kind == "f":
+            out.facts[pid].setdefault((a, b), []).append((at, value))
+        elif kind == "m":
+            out.memberships[pid].add(a)
+        else:
+            out.timers[(pid, a)] = at
+    return out
 
 
 async def facts_of(
     conn: AsyncConnection, profile_ids: Iterable[str], events: Iterable[str], since: datetime
 ) -> dict[str, ProfileFacts]:
-    ids, names = sorted(set(profile_ids)), sorted(set(events))
-    out: dict[str, ProfileFacts] = {pid: {} for pid in ids}
-    if not ids or not names:
-        return out
-    rows = await conn.execute(
-        select(facts.c.profile_id, facts.c.event, facts.c.property, facts.c.at, facts.c.value)
-        .where(any_of(facts.c.profile_id, ids), any_of(facts.c.event, names), facts.c.at > since)
-        .order_by(facts.c.at)
-    )
-    for pid, event, prop, at, value in rows:
-        out[pid].setdefault((event, prop), []).append((at, value))
-    return out
+    return (await decision_inputs(conn, profile_ids, events, since)).facts
 
 
 async def prune_facts(conn: AsyncConnection, horizons: dict[str, float], now: datetime) -> int:
@@ -129,108 +159,63 @@ async def prune_facts(conn: AsyncConnection, horizons: dict[str, float], now: da
 
 
 async def memberships_of(conn: AsyncConnection, profile_ids: Iterable[str]) -> dict[str, set[str]]:
-    ids = sorted(set(profile_ids))
-    out: dict[str, set[str]] = {pid: set() for pid in ids}
-    if not ids:
-        return out
-    rows = await conn.execute(
-        select(memberships.c.profile_id, memberships.c.segment_id).where(
-            any_of(memberships.c.profile_id, ids)
-        )
+    return (await decision_inputs(conn, profile_ids, (), datetime.now(UTC))).memberships
+
+
+@dataclass
+class Changes:
+    """Everything a batch of decisions writes, in one statement (`write_changes`)."""
+
+    profiles: list[tuple[str, int, Any]] = field(default_factory=list)  # id, version, snapshot
+    entered: list[tuple[str, str, int]] = field(default_factory=list)  # profile, segment, version
+    exited: list[tuple[str, str]] = field(default_factory=list)
+    history: list[tuple[str, str, str, int]] = field(default_factory=list)  # + change, version
+    due: list[tuple[str, str, datetime]] = field(default_factory=list)  # the next change
+    cleared: list[tuple[str, str]] = field(default_factory=list)  # timers with no next change
+
+
+async def write_changes(conn: AsyncConnection, changes: Changes, at: datetime) -> None:
+    """Snapshots, memberships, history and timers in one statement of data-modifying CTEs. A
+    batch never touches one row twice: one decision per profile, and a (profile, segment)
+    either enters or exits, either has a next change or none."""
+    c = changes
+    if not any((c.profiles, c.entered, c.exited, c.history, c.due, c.cleared)):
+        return
+    await (await driver_connection(conn)).execute(
+        "WITH p AS (INSERT INTO segmenter.profiles (profile_id, version, snapshot)"
+        "  SELECT p, v, s::jsonb FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(p, v, s)"
+        "  ON CONFLICT (profile_id) DO UPDATE SET version = excluded.version,"
+        "  snapshot = excluded.snapshot WHERE excluded.version > profiles.version),"
+        " e AS (INSERT INTO segmenter.memberships"
+        "  (profile_id, segment_id, profile_version, entered_at)"
+        "  SELECT p, s, v, $4 FROM unnest($5::text[], $6::text[], $7::bigint[]) AS u(p, s, v)"
+        "  ON CONFLICT DO NOTHING),"
+        " x AS (DELETE FROM segmenter.memberships t USING unnest($8::text[], $9::text[])"
+        "  AS d(p, s) WHERE t.profile_id = d.p AND t.segment_id = d.s),"
+        " h AS (INSERT INTO segmenter.membership_history"
+        "  (profile_id, segment_id, change, profile_version, at)"
+        "  SELECT p, s, c, v, $4 FROM unnest($10::text[], $11::text[], $12::text[],"
+        "  $13::bigint[]) AS u(p, s, c, v)),"
+        " c AS (DELETE FROM segmenter.segment_timers t USING unnest($14::text[], $15::text[])"
+        "  AS d(p, s) WHERE t.profile_id = d.p AND t.segment_id = d.s) "
+        "INSERT INTO segmenter.segment_timers (profile_id, segment_id, due_at)"
+        " SELECT * FROM unnest($16::text[], $17::text[], $18::timestamptz[])"
+        " ON CONFLICT (profile_id, segment_id) DO UPDATE SET due_at = excluded.due_at",
+        [r[0] for r in c.profiles],
+        [r[1] for r in c.profiles],
+        [dumps(r[2]).decode() for r in c.profiles],
+        at,
+        *_columns(c.entered, 3),
+        *_columns(c.exited, 2),
+        *_columns(c.history, 4),
+        *_columns(c.cleared, 2),
+        *_columns(c.due, 3),
     )
-    for row in rows:
-        out[row.profile_id].add(row.segment_id)
-    return out
 
 
-async def enter(conn: AsyncConnection, rows: Sequence[tuple[str, str, int]], at: datetime) -> None:
-    if rows:
-        await conn.execute(
-            text(
-                "INSERT INTO segmenter.memberships"
-                " (profile_id, segment_id, profile_version, entered_at)"
-                " SELECT p, s, v, :at FROM unnest(CAST(:p AS text[]), CAST(:s AS text[]),"
-                "  CAST(:v AS bigint[])) AS u(p, s, v) ON CONFLICT DO NOTHING"
-            ),
-            {
-                "p": [r[0] for r in rows],
-                "s": [r[1] for r in rows],
-                "v": [r[2] for r in rows],
-                "at": at,
-            },
-        )
-
-
-async def leave(conn: AsyncConnection, pairs: Sequence[tuple[str, str]]) -> None:
-    await _delete_pairs(conn, "memberships", pairs)
-
-
-async def _delete_pairs(
-    conn: AsyncConnection, table: str, pairs: Sequence[tuple[str, str]]
-) -> None:
-    """Delete (profile_id, segment_id) rows: one array join, whatever the count."""
-    if pairs:
-        await conn.execute(
-            text(
-                f"DELETE FROM segmenter.{table} t USING unnest(CAST(:p AS text[]),"  # noqa: S608
-                " CAST(:s AS text[])) AS d(p, s) WHERE t.profile_id = d.p AND t.segment_id = d.s"
-            ),
-            {"p": [p for p, _ in pairs], "s": [s for _, s in pairs]},
-        )
-
-
-async def add_history(
-    conn: AsyncConnection, rows: Sequence[tuple[str, str, str, int]], at: datetime
-) -> None:
-    if rows:
-        await conn.execute(
-            text(
-                "INSERT INTO segmenter.membership_history"
-                " (profile_id, segment_id, change, profile_version, at)"
-                " SELECT p, s, c, v, :at FROM unnest(CAST(:p AS text[]), CAST(:s AS text[]),"
-                "  CAST(:c AS text[]), CAST(:v AS bigint[])) AS u(p, s, c, v)"
-            ),
-            {
-                "p": [r[0] for r in rows],
-                "s": [r[1] for r in rows],
-                "c": [r[2] for r in rows],
-                "v": [r[3] for r in rows],
-                "at": at,
-            },
-        )
-
-
-async def set_timers(
-    conn: AsyncConnection,
-    due: Sequence[tuple[str, str, datetime]],
-    cleared: Sequence[tuple[str, str]],
-) -> None:
-    """Upsert the next change of each (profile, segment); drop the ones with none."""
-    await _delete_pairs(conn, "segment_timers", cleared)
-    if due:
-        await conn.execute(
-            text(
-                "INSERT INTO segmenter.segment_timers (profile_id, segment_id, due_at)"
-                " SELECT * FROM unnest(CAST(:p AS text[]), CAST(:s AS text[]),"
-                "  CAST(:at AS timestamptz[]))"
-                " ON CONFLICT (profile_id, segment_id) DO UPDATE SET due_at = excluded.due_at"
-            ),
-            {"p": [r[0] for r in due], "s": [r[1] for r in due], "at": [r[2] for r in due]},
-        )
-
-
-async def timers_of(
-    conn: AsyncConnection, profile_ids: Iterable[str]
-) -> dict[tuple[str, str], datetime]:
-    ids = sorted(set(profile_ids))
-    if not ids:
-        return {}
-    rows = await conn.execute(
-        select(
-            segment_timers.c.profile_id, segment_timers.c.segment_id, segment_timers.c.due_at
-        ).where(any_of(segment_timers.c.profile_id, ids))
-    )
-    return {(r[0], r[1]): r[2] for r in rows}
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as `width` column arrays, the shape `unnest` takes (empty arrays for no rows)."""
+    return [[r[i] for r in rows] for i in range(width)]
 
 
 async def due_timers(conn: AsyncConnection, now: datetime, limit: int) -> list[tuple[str, str]]:
@@ -248,26 +233,7 @@ async def due_timers(conn: AsyncConnection, now: datetime, limit: int) -> list[t
 async def add_purchases(
     conn: AsyncConnection, rows: Sequence[tuple[str, datetime, int, float]]
 ) -> None:
-    """Fold a batch's orders into each profile's purchase summary (the RFM input)."""
-    if rows:
-        await conn.execute(
-            text(
-                "INSERT INTO segmenter.purchases AS t"
-                " (profile_id, last_order_at, orders_count, monetary)"
-                " SELECT * FROM unnest(CAST(:p AS text[]), CAST(:at AS timestamptz[]),"
-                "  CAST(:n AS int[]), CAST(:m AS float8[]))"
-                " ON CONFLICT (profile_id) DO UPDATE SET"
-                "  last_order_at = greatest(t.last_order_at, excluded.last_order_at),"
-                "  orders_count = t.orders_count + excluded.orders_count,"
-                "  monetary = t.monetary + excluded.monetary"
-            ),
-            {
-                "p": [r[0] for r in rows],
-                "at": [r[1] for r in rows],
-                "n": [r[2] for r in rows],
-                "m": [r[3] for r in rows],
-            },
-        )
+    await add_events(conn, [], rows)
 
 
 async def forget(conn: AsyncConnection, profile_ids: Sequence[str], tombstone: int) -> None:

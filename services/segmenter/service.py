@@ -20,6 +20,7 @@ from services.segmenter.catalog import Catalog, changed_paths
 from services.segmenter.definitions import CompiledSegment
 from services.segmenter.evaluation import OCCURRENCE, parse_time
 from services.segmenter.membership import Decision, decide
+from services.segmenter.repository import Changes
 from shared.cloudevents import binary_headers
 from shared.codec import dumps
 from shared.contracts import ProfileEventRecord
@@ -93,19 +94,18 @@ def change_record(
     )
 
 
-async def write_decisions(
-    conn: AsyncConnection,
+def decision_changes(
     decisions: Sequence[Decision],
     snapshots: dict[str, dict[str, Any]],
     now: datetime,
     *,
     cause: str | None = None,
     timers: dict[tuple[str, str], datetime] | None = None,
-) -> list[OutRecord]:
-    """Store memberships, history and timers of these decisions; return the change records.
+) -> tuple[Changes, list[OutRecord]]:
+    """The rows these decisions write and their change records.
 
     With `timers` (what is stored), only timers that moved are written."""
-    entered, exited, history, due, cleared, out = [], [], [], [], [], []
+    changes, out = Changes(), []
     for d in decisions:
         snap = snapshots[d.profile_id]
         version = int(snap.get("version", 0))
@@ -115,26 +115,58 @@ async def write_decisions(
         )
         for kind, seg_ids in kinds:
             for seg_id in seg_ids:
-                history.append((d.profile_id, seg_id, kind, version))
+                changes.history.append((d.profile_id, seg_id, kind, version))
                 out.append(
                     change_record(
                         d.profile_id, seg_id, kind, snap, now=now, cause=cause or str(version)
                     )
                 )
-        entered += [(d.profile_id, s, version) for s in d.entered]
-        exited += [(d.profile_id, s) for s in d.exited]
+        changes.entered += [(d.profile_id, s, version) for s in d.entered]
+        changes.exited += [(d.profile_id, s) for s in d.exited]
         if timers is None:
-            due += [(d.profile_id, s, at) for s, at in d.timers]
-            cleared += [(d.profile_id, s) for s in d.cleared]
+            changes.due += [(d.profile_id, s, at) for s, at in d.timers]
+            changes.cleared += [(d.profile_id, s) for s in d.cleared]
         else:
-            due += [(d.profile_id, s, at) for s, at in d.timers
-                    if timers.get((d.profile_id, s)) != at]  # fmt: skip
-            cleared += [(d.profile_id, s) for s in d.cleared if (d.profile_id, s) in timers]
-    await repository.enter(conn, entered, now)
-    await repository.leave(conn, exited)
-    await repository.add_history(conn, history, now)
-    await repository.set_timers(conn, due, cleared)
+            changes.due += [(d.profile_id, s, at) for s, at in d.timers
+                            if timers.get((d.profile_id, s)) != at]  # fmt: skip
+            changes.cleared += [(d.profile_id, s) for s in d.cleared if (d.profile_id, s) in timers]
+    return changes, out
+
+
+async def write_decisions(
+    conn: AsyncConnection,
+    decisions: Sequence[Decision],
+    snapshots: dict[str, dict[str, Any]],
+    now: datetime,
+    *,
+    cause: str | None = None,
+) -> list[OutRecord]:
+    """Store memberships, history and timers of these decisions; return the change records."""
+    changes, out = decision_changes(decisions, snapshots, now, cause=cause)
+    await repository.write_changes(conn, changes, now)
     return out
+
+
+def decide_all(
+    catalog: Catalog,
+    plans: dict[str, list[CompiledSegment]],
+    profiles: dict[str, dict[str, Any]],
+    inputs: repository.Inputs,
+    now: datetime,
+) -> list[Decision]:
+    return [
+        decide(
+            pid,
+            segs,
+            profiles[pid],
+            inputs.facts.get(pid, {}),
+            now=now,
+            current=inputs.memberships[pid],
+            cel_fields=catalog.cel_fields,
+        )
+        for pid, segs in plans.items()
+        if segs
+    ]
 
 
 async def decide_profiles(
@@ -143,25 +175,15 @@ async def decide_profiles(
     plans: dict[str, list[CompiledSegment]],
     profiles: dict[str, dict[str, Any]],
     now: datetime,
-) -> list[Decision]:
-    """Load the facts and memberships these plans need (two statements) and decide."""
+    *,
+    timers_of: Sequence[str] = (),
+) -> tuple[list[Decision], dict[tuple[str, str], datetime]]:
+    """Load the facts, memberships (and stored timers of `timers_of`) these plans need, in one
+    statement, and decide; the stored timers come back for `decision_changes`."""
     events = {e for segs in plans.values() for s in segs for e, _ in s.fact_keys()}
     since = now - timedelta(days=catalog.longest_days)
-    facts = await repository.facts_of(conn, plans if events else [], events, since)
-    current = await repository.memberships_of(conn, plans)
-    return [
-        decide(
-            pid,
-            segs,
-            profiles[pid],
-            facts.get(pid, {}),
-            now=now,
-            current=current[pid],
-            cel_fields=catalog.cel_fields,
-        )
-        for pid, segs in plans.items()
-        if segs
-    ]
+    inputs = await repository.decision_inputs(conn, plans, events, since, timers_of=timers_of)
+    return decide_all(catalog, plans, profiles, inputs, now), inputs.timers
 
 
 async def apply_profile_events(
@@ -193,8 +215,7 @@ async def apply_profile_events(
                 last, count, money = orders.get(pid, (at, 0, 0.0))
                 value = order_value(r.event.get("properties") or {})
                 orders[pid] = (max(last, at), count + 1, money + value)
-    await repository.add_facts(conn, fact_rows)
-    await repository.add_purchases(conn, [(p, *o) for p, o in orders.items()])
+    await repository.add_events(conn, fact_rows, [(p, *o) for p, o in orders.items()])
 
     dumped = {pid: snap.model_dump(mode="json") for pid, snap in latest.items()}
     plans = {
@@ -206,10 +227,9 @@ async def apply_profile_events(
         )
         for pid, recs in fresh.items()
     }
-    decisions = await decide_profiles(conn, catalog, plans, dumped, now)
-    await repository.save_profiles(
-        conn, [(pid, snap.version, dumped[pid]) for pid, snap in latest.items()]
-    )
-    known = [pid for pid in plans if pid in stored]
-    timers = await repository.timers_of(conn, known) if catalog.timed else {}
-    return await write_decisions(conn, decisions, dumped, now, timers=timers)
+    known = [pid for pid in plans if pid in stored] if catalog.timed else []
+    decisions, timers = await decide_profiles(conn, catalog, plans, dumped, now, timers_of=known)
+    changes, out = decision_changes(decisions, dumped, now, timers=timers)
+    changes.profiles = [(pid, snap.version, dumped[pid]) for pid, snap in latest.items()]
+    await repository.write_changes(conn, changes, now)
+    return out

@@ -31,8 +31,8 @@ async def run_due_timers(
         wanted[profile_id].add(segment_id)
     snapshots = await repository.snapshots_for_update(conn, wanted, skip_locked=True)
     handled = [(p, s) for p, s in due if p in snapshots]
-    await repository.set_timers(conn, [], handled)
+    await repository.write_changes(conn, repository.Changes(cleared=handled), now)
     plans = {pid: catalog.with_dependents(wanted[pid]) for pid, snap in snapshots.items() if snap}
-    decisions = await decide_profiles(conn, catalog, plans, snapshots, now)
+    decisions, _ = await decide_profiles(conn, catalog, plans, snapshots, now)
     out = await write_decisions(conn, decisions, snapshots, now, cause=f"clock@{now.isoformat()}")
     return len(handled), out
