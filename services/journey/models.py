@@ -39,7 +39,6 @@ instances = Table(
     Column("converted_at", DateTime(timezone=True)),
     Column("ended_at", DateTime(timezone=True)),
     Column("state", JSONB, nullable=False, server_default="{}", comment="engine state document"),
-    Index("ix_journey_instances_waiting", "profile_id", "waiting_event"),
     Index("ix_journey_instances_journey_status", "journey_id", "status", "current_step"),
 )
 
