@@ -140,8 +140,6 @@ def downgrade() -> None:
     op.drop_index(
         op.f("ix_channels_send_attempts_provider_message_id"), table_name="send_attempts", schema=S
     )
-    op.drop_index("ix_send_attempts_unknown", table_name="send_attempts", schema=S)
-    op.drop_index("ix_send_attempts_sending", table_name="send_attempts", schema=S)
     op.drop_index("ix_send_attempts_journey", table_name="send_attempts", schema=S)
     op.drop_index("ix_send_attempts_caps", table_name="send_attempts", schema=S)
     for column in ("was_unknown", "provider_message_id", "decided_at", "priority"):
