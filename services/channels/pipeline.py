@@ -60,11 +60,19 @@ class Pipeline:
         a crash mid-delivery leaves them to the sweeper (`unknown`) either way, and a
         redelivered batch finds its dispatch ids taken. At most one batch is in delivery."""
         claimed = await self._claim(requests)
-        await self.drain()
-        if self._closing:  # stopping: nothing is left behind in the background
-            await self._send(claimed)
-            return
-        self._sending = asyncio.create_task(self._send_logged(claimed))
+        # in flight from now: the sweeper must not take them for cut off while they wait
+        # for the previous batch, however long its provider takes
+        waiting = {c.request.dispatch_id for c in claimed}
+        self.in_flight |= waiting
+        try:
+            await self.drain()
+            if self._closing:  # stopping: nothing is left behind in the background
+                await self._send(claimed)
+                return
+            self._sending = asyncio.create_task(self._send_logged(claimed))
+        except BaseException:
+            self.in_flight -= waiting  # not sent by this process: the sweeper's to judge
+            raise
 
     async def drain(self) -> None:
         """Wait for the batch `accept` left in delivery."""
