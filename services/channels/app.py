@@ -105,6 +105,7 @@ def create_app(settings: Settings | None = None, clock: Clock = _utc_now) -> Fas
         ]  # fmt: skip
 
         async def stop() -> None:
+            await pipeline.close()  # the batch in delivery is recorded before providers close
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -29,7 +29,7 @@ def profiles_handler(runtime: Runtime) -> BatchHandler:
 def dispatch_handler(pipeline: Pipeline) -> BatchHandler:
     async def handle(records: Sequence[Record]) -> Sequence[Rejected]:
         decoded, rejected = decode_all(records, _decode_dispatch)
-        await pipeline.dispatch([d for _, d in decoded])
+        await pipeline.accept([d for _, d in decoded])
         return rejected
 
     return handle

@@ -9,7 +9,7 @@ scanners must not be sent through a redirect before them)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import unescape
 from typing import Any
 
@@ -26,9 +26,14 @@ class LinkMaker:
     secret: str
     channels_url: str  # this service, as customers reach it
     profile_url: str  # the profile service, as customers reach it
+    _signers: dict[str, LinkSigner] = field(default_factory=dict, compare=False, repr=False)
 
     def signer(self, purpose: str) -> LinkSigner:
-        return LinkSigner(self.secret, purpose)
+        """One signer per purpose, kept: building one derives its key (a tenth of a send)."""
+        found = self._signers.get(purpose)
+        if found is None:
+            found = self._signers[purpose] = LinkSigner(self.secret, purpose)
+        return found
 
     def for_message(
         self, profile_id: str, dispatch_id: str, *, channel: str, message_type: str,

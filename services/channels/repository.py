@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, bindparam, case, delete, func, null, select, text, update
+from sqlalchemy import DateTime, case, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -250,31 +250,30 @@ async def due_deferrals(conn: AsyncConnection, now: datetime, limit: int) -> lis
     return [r.request for r in rows]
 
 
+_FINISHED = text("""
+    UPDATE channels.send_attempts a
+    SET status = x.st, reason = x.re, address = x.ad, provider_message_id = x.pid,
+        attempts = a.attempts + x.tr,
+        finished_at = CASE WHEN x.st = 'sending' THEN NULL ELSE now() END
+    FROM unnest(CAST(:d AS text[]), CAST(:st AS text[]), CAST(:re AS text[]),
+                CAST(:ad AS text[]), CAST(:pid AS text[]), CAST(:tr AS int[]))
+         AS x(d, st, re, ad, pid, tr)
+    WHERE a.dispatch_id = x.d
+""")
+
+
 async def finish_attempts(conn: AsyncConnection, outcomes: Sequence[dict[str, Any]]) -> None:
     """Set status/reason/address of attempts: `[{dispatch_id, status, reason, address, tries,
-    provider_message_id}]`."""
+    provider_message_id}]`. One statement of arrays, where an executemany is one UPDATE and
+    one round trip per row."""
     if not outcomes:
         return
-    stmt = (
-        update(send_attempts)
-        .where(send_attempts.c.dispatch_id == bindparam("b_id"))
-        .values(
-            status=bindparam("b_status"),
-            reason=bindparam("b_reason"),
-            address=bindparam("b_address"),
-            provider_message_id=bindparam("b_pid"),
-            attempts=send_attempts.c.attempts + bindparam("b_tries"),
-            finished_at=case((bindparam("b_status") == "sending", null()), else_=func.now()),
-        )
-    )
     await conn.execute(
-        stmt,
-        [
-            {"b_id": o["dispatch_id"], "b_status": o["status"], "b_reason": o.get("reason"),
-             "b_address": o.get("address"), "b_tries": o.get("tries", 0),
-             "b_pid": o.get("provider_message_id")}
-            for o in outcomes
-        ],
+        _FINISHED,
+        {"d": [o["dispatch_id"] for o in outcomes], "st": [o["status"] for o in outcomes],
+         "re": [o.get("reason") for o in outcomes], "ad": [o.get("address") for o in outcomes],
+         "pid": [o.get("provider_message_id") for o in outcomes],
+         "tr": [o.get("tries", 0) for o in outcomes]},
     )  # fmt: skip
 
 

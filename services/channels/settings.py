@@ -85,7 +85,7 @@ class ChannelsSettings(Settings):
     track_clicks: bool = Field(default=True, description="Rewrite links to signed redirects.")
     link_max_age_s: int = Field(default=365 * 24 * 3600, description="How long links work.")
     # --- email ---
-    smtp_pool_size: int = Field(default=8, description="SMTP connections kept open.")
+    smtp_pool_size: int = Field(default=16, description="SMTP connections kept open.")
     email_rate_per_s: float = Field(default=5_000, description="Token bucket of the SMTP relay.")
     # --- SMS (Twilio-compatible) ---
     twilio_base_url: str = Field(default="https://api.twilio.com", description="Twilio API base.")

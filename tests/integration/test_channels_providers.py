@@ -5,6 +5,7 @@ failure, never a crash."""
 
 from __future__ import annotations
 
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -150,3 +151,104 @@ async def test_an_answer_that_comes_too_late_is_unknown_and_never_retried(local:
     finally:
         await sms.close()
     assert [m["Body"] for m in local.providers.received.sms] == ["hello 0", "hello 1"]
+
+
+class _Recorder:
+    """What an SMTP server that requires STARTTLS and AUTH saw of each accepted message."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+
+    async def handle_DATA(self, _server: Any, session: Any, envelope: Any) -> str:
+        self.seen.append({
+            "tls": session.ssl is not None, "authenticated": session.authenticated,
+            "login": session.auth_data.login if session.auth_data else None,
+            "rcpt": envelope.rcpt_tos, "content": envelope.content,
+        })  # fmt: skip
+        return "250 OK"
+
+
+def _authenticator(_server: Any, _session: Any, _envelope: Any, mechanism: str, data: Any) -> Any:
+    from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: PLC0415
+
+    ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"relay", b"s3cret")
+    return AuthResult(success=ok, handled=False, auth_data=data if ok else None)
+
+
+@pytest.fixture
+def tls_relay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A relay on 127.0.0.1 with a certificate of a CA made here, that the client trusts
+    through SSL_CERT_FILE (read by `ssl.create_default_context`, as aiosmtplib uses it)."""
+    import trustme  # noqa: PLC0415
+    from aiosmtpd.controller import Controller  # noqa: PLC0415
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    recorder = _Recorder()
+    controller = Controller(
+        recorder, hostname="127.0.0.1", port=free_port(), tls_context=server_context,
+        require_starttls=True, authenticator=_authenticator, auth_required=True,
+        auth_require_tls=True,
+    )  # fmt: skip
+    controller.start()
+    try:
+        yield controller.port, recorder, ca_file
+    finally:
+        controller.stop()
+
+
+def _tls_settings(port: int, **overrides: Any) -> ChannelsSettings:
+    return ChannelsSettings.model_validate({
+        "smtp_host": "127.0.0.1", "smtp_port": port, "smtp_starttls": True,
+        "smtp_username": "relay", "smtp_password": "s3cret", **overrides,
+    })  # fmt: skip
+
+
+async def test_smtp_starttls_and_auth_against_a_relay_that_requires_both(
+    tls_relay: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The configured STARTTLS and AUTH are really used: the relay refuses MAIL before both,
+    a certificate the client does not trust is refused by the client, a wrong password is a
+    permanent failure with the relay's code, and the right settings deliver over TLS."""
+    port, recorder, ca_file = tls_relay
+    message = Message("d-tls", "email", "a@example.com",
+                      {"subject": "over TLS", "html": "<p>h</p>", "text": "t"})  # fmt: skip
+
+    untrusted = SmtpProvider(_tls_settings(port))  # the CA is not trusted yet
+    refused = await RateLimitedProvider(untrusted, 1_000, tries=1).send(message)
+    await untrusted.close()
+    assert refused.status == "failed"
+    assert refused.reason is not None
+    assert "CERTIFICATE_VERIFY_FAILED" in refused.reason
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    no_tls = SmtpProvider(_tls_settings(port, smtp_starttls=False))
+    plain = await RateLimitedProvider(no_tls, 1_000, tries=1).send(message)
+    await no_tls.close()
+    assert plain.status == "failed"  # AUTH is refused over plain text, so is MAIL
+
+    wrong = SmtpProvider(_tls_settings(port, smtp_password="nope"))
+    denied = await RateLimitedProvider(wrong, 1_000, tries=3, backoff_s=0.01).send(message)
+    await wrong.close()
+    assert (denied.status, denied.tries) == ("failed", 1)
+    assert denied.reason is not None
+    assert "535" in denied.reason
+    assert recorder.seen == []
+
+    good = SmtpProvider(_tls_settings(port))
+    try:
+        for i in range(3):  # one pooled connection serves them all, still over TLS
+            sent = await RateLimitedProvider(good, 1_000, tries=1).send(
+                Message(f"d-tls-{i}", "email", "a@example.com", message.parts)
+            )
+            assert sent.status == "sent", sent.reason
+    finally:
+        await good.close()
+    assert len(recorder.seen) == 3
+    for seen in recorder.seen:
+        assert (seen["tls"], seen["authenticated"], seen["login"]) == (True, True, b"relay")
+        assert seen["rcpt"] == ["a@example.com"]
+        assert b"Subject: over TLS" in seen["content"]

@@ -3,6 +3,8 @@ a bearer token and `{"message": {"token", "notification": {"title", "body"}, "da
 
 from __future__ import annotations
 
+import orjson
+
 from services.channels.providers import http
 from services.channels.providers.base import Message, PermanentSendError
 from services.channels.settings import ChannelsSettings
@@ -14,11 +16,11 @@ class FcmPush:
     def __init__(self, settings: ChannelsSettings) -> None:
         self._settings = settings
         self._path = f"/v1/projects/{settings.fcm_project}/messages:send"
-        self._http: http.Lanes | None = None
+        self._http: http.HttpApi | None = None
 
     async def start(self) -> None:
         s = self._settings
-        self._http = http.Lanes(
+        self._http = http.HttpApi(
             s.fcm_base_url, s.http_connections, timeout=s.http_timeout_s,
             headers={"Authorization": f"Bearer {s.fcm_token.get_secret_value()}"},
         )  # fmt: skip
@@ -37,7 +39,9 @@ class FcmPush:
                 "data": {"dispatch_id": message.dispatch_id, **message.data},
             }
         }  # fmt: skip
-        response = await self._http.post(self._path, json=body)
+        response = await self._http.post(
+            self._path, data=orjson.dumps(body), headers={"Content-Type": "application/json"}
+        )
         name = response.json().get("name")
         if not isinstance(name, str):
             raise PermanentSendError(f"push API answered without a name: {response.text[:200]}")

@@ -6,10 +6,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from urllib.parse import urlencode
 
 from services.channels.providers import http
 from services.channels.providers.base import Message, PermanentSendError
 from services.channels.settings import ChannelsSettings
+
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 class TwilioSms:
@@ -19,11 +22,11 @@ class TwilioSms:
         self._settings = settings
         self._path = f"/2010-04-01/Accounts/{settings.twilio_account_sid}/Messages.json"
         self._callback = f"{settings.channels_public_url.rstrip('/')}/t/hooks/twilio"
-        self._http: http.Lanes | None = None
+        self._http: http.HttpApi | None = None
 
     async def start(self) -> None:
         s = self._settings
-        self._http = http.Lanes(
+        self._http = http.HttpApi(
             s.twilio_base_url, s.http_connections, timeout=s.http_timeout_s,
             auth=(s.twilio_account_sid, s.twilio_auth_token.get_secret_value()),
         )  # fmt: skip
@@ -38,7 +41,8 @@ class TwilioSms:
             "To": message.to, "From": self._settings.sms_from, "Body": message.parts["sms"],
             "StatusCallback": self._callback,
         }  # fmt: skip
-        response = await self._http.post(self._path, data=form)
+        # encoded here: aiohttp's FormData builds a multipart writer per request to do it
+        response = await self._http.post(self._path, data=urlencode(form), headers=_FORM)
         sid = response.json().get("sid")
         if not isinstance(sid, str):
             raise PermanentSendError(f"SMS API answered without a sid: {response.text[:200]}")

@@ -38,10 +38,10 @@ class WebhookProvider:
 
     def __init__(self, settings: ChannelsSettings) -> None:
         self._settings = settings
-        self._http: http.Lanes | None = None
+        self._http: http.HttpApi | None = None
 
     async def start(self) -> None:
-        self._http = http.Lanes(
+        self._http = http.HttpApi(
             "", self._settings.http_connections, timeout=self._settings.http_timeout_s
         )
 
@@ -57,7 +57,7 @@ class WebhookProvider:
             "Content-Type": "application/json", SIGNATURE_HEADER: signature,
             "X-Journeyman-Dispatch-Id": message.dispatch_id,
         }  # fmt: skip
-        await self._http.post(message.to, content=body, headers=headers)
+        await self._http.post(message.to, data=body, headers=headers)
         return message.dispatch_id
 
     async def health(self) -> str:
