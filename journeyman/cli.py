@@ -113,6 +113,8 @@ def serve(
     """Run one service in this process (what `up`, docker-compose and Kubernetes start)."""
     import uvicorn
 
+    from shared.web import SERVER_KEEP_ALIVE_S
+
     if service not in SERVICES:
         raise typer.BadParameter(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
     os.environ.setdefault("JOURNEYMAN_SERVICE_NAME", service)
@@ -123,6 +125,7 @@ def serve(
         port=port or DEFAULT_PORTS[service],
         log_config=None,
         access_log=False,
+        timeout_keep_alive=SERVER_KEEP_ALIVE_S,
     )
 
 

@@ -38,6 +38,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from services.channels.providers.sms import twilio_signature
+from shared.web import SERVER_KEEP_ALIVE_S
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -219,7 +220,10 @@ class LocalProviders:
         # for the client's delayed ACK (40 ms) between the two
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.host, self.port = self._sock.getsockname()[:2]
-        config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="off")
+        config = uvicorn.Config(
+            self.app, log_config=None, access_log=False, lifespan="off",
+            timeout_keep_alive=SERVER_KEEP_ALIVE_S,
+        )  # fmt: skip
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 

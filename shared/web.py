@@ -29,6 +29,12 @@ def field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return out
 
 
+#: How long our HTTP servers keep an idle connection open: longer than any of our clients keeps
+#: one (httpx 5 s, the channels' aiohttp pool 30 s), so the client always closes first. Equal
+#: timeouts let a request leave on a connection the server is closing at that instant, which
+#: the client sees as a dropped answer (and channels would have to report as `unknown`).
+SERVER_KEEP_ALIVE_S = 75
+
 _ERROR_BODY = {
     "type": "object",
     "properties": {"detail": {"type": "string"}, "message": {"type": "string"}},

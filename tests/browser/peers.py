@@ -15,6 +15,8 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Header, HTTPException
 
+from shared.web import SERVER_KEEP_ALIVE_S
+
 JOURNEY_ID = "cart-recovery"
 OPS_KEYS = {"ops-write", "ops-read"}  # the keys of the `settings` fixture
 
@@ -158,7 +160,10 @@ def free_port() -> int:
 async def serving(app: FastAPI, port: int | None = None) -> AsyncIterator[str]:
     """Serve an app over real HTTP on loopback (uvicorn in this event loop); yields its URL."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+        timeout_keep_alive=SERVER_KEEP_ALIVE_S,
+    )  # fmt: skip
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

@@ -19,6 +19,7 @@ from segment import analytics  # type: ignore[import-untyped]  # the client ship
 from journeyman.embedded import free_port
 from services.profile.app import create_app
 from shared.settings import Settings
+from shared.web import SERVER_KEEP_ALIVE_S
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
@@ -28,7 +29,10 @@ pytestmark = pytest.mark.integration
 async def served(app: FastAPI) -> AsyncIterator[str]:
     """The app behind a real uvicorn server on loopback, in this event loop."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False,
+        timeout_keep_alive=SERVER_KEEP_ALIVE_S,
+    )  # fmt: skip
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

@@ -22,6 +22,11 @@ from services.channels.providers.base import (
     transient_status,
 )
 
+#: Idle pooled connections are dropped after this: below the idle timeout of the servers and
+#: load balancers providers sit behind (60 s is common; ours keep 75 s), so a send never goes
+#: out on a connection the server is closing, an answer lost we would have to call `unknown`.
+KEEPALIVE_S = 30.0
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -65,7 +70,8 @@ class HttpApi:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
-                    limit=self._connections, limit_per_host=self._connections
+                    limit=self._connections, limit_per_host=self._connections,
+                    keepalive_timeout=KEEPALIVE_S,
                 ),
                 timeout=self._timeout, headers=self._headers,
                 raise_for_status=False, auto_decompress=False,
