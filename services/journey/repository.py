@@ -12,7 +12,7 @@ firings costs a handful of statements and no per-row SQLAlchemy compilation.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -144,47 +144,75 @@ async def instances_by_id(conn: AsyncConnection, ids: Iterable[str]) -> list[Ins
     return [Instance.from_record(r) for r in rows]
 
 
-async def save_instances(conn: AsyncConnection, changed: Iterable[Instance], now: datetime) -> None:
-    """Insert new instances and update moved ones: one statement, columns as arrays, in id
-    order (the order every locker takes)."""
-    ordered = sorted(changed, key=lambda i: i.instance_id)
-    if not ordered:
-        return
-    columns: list[list[Any]] = [[] for _ in range(14)]
-    (ids, journeys, versions, pids, keys, statuses, steps, groups, waits, entered, goals,
-     converted, ended, states) = columns  # fmt: skip
-    for i in ordered:
-        ids.append(i.instance_id)
-        journeys.append(i.journey_id)
-        versions.append(i.version)
-        pids.append(i.profile_id)
-        keys.append(i.entry_key)
-        statuses.append(i.status)
-        steps.append(i.step)
-        groups.append(i.group)
-        waits.append(i.waiting_event)
-        entered.append(i.entered_at)
-        goals.append(i.goal_until)
-        converted.append(i.converted_at)
-        ended.append(i.ended_at)
-        states.append(_json(i.document()))
-    await (await pg(conn)).execute(
-        f"INSERT INTO {S}.instances (instance_id, journey_id, journey_version, profile_id,"
-        " entry_key, status, current_step, grp, waiting_event, entered_at, goal_until,"
-        " converted_at, ended_at, state, updated_at) "
-        "SELECT i, j, v, p, k, st, cs, g, w, e, gu, c, en, doc::jsonb, $15 FROM unnest("
-        "$1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[],"
-        " $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[],"
-        " $13::timestamptz[], $14::text[]) AS x(i, j, v, p, k, st, cs, g, w, e, gu, c, en, doc) "
-        "ON CONFLICT (instance_id) DO UPDATE SET status = excluded.status,"
-        " current_step = excluded.current_step, grp = excluded.grp,"
-        " waiting_event = excluded.waiting_event, goal_until = excluded.goal_until,"
-        " converted_at = excluded.converted_at, ended_at = excluded.ended_at,"
-        " state = excluded.state, updated_at = excluded.updated_at,"
-        " profile_id = excluded.profile_id",
-        *columns,
-        now,
-    )
+_MOVED = (
+    "status text, current_step text, grp text, waiting_event text, goal_until timestamptz,"
+    " converted_at timestamptz, ended_at timestamptz, state jsonb, profile_id text"
+)
+_SET_MOVED = (
+    "status = x.status, current_step = x.current_step, grp = x.grp,"
+    " waiting_event = x.waiting_event, goal_until = x.goal_until, converted_at = x.converted_at,"
+    " ended_at = x.ended_at, state = x.state, profile_id = x.profile_id"
+)
+
+
+async def save_instances(
+    conn: AsyncConnection,
+    changed: Iterable[Instance],
+    now: datetime,
+    new: Collection[str] = frozenset(),
+) -> None:
+    """Write moved instances (held, so locked, by this transaction) with one UPDATE and the
+    `new` ones with one upsert. The rows travel as one JSON document (the state nested in it,
+    encoded once by orjson), not as a dozen arrays of thousands of parameters."""
+    moved: list[dict[str, Any]] = []
+    made: list[dict[str, Any]] = []
+    for i in sorted(changed, key=lambda i: i.instance_id):
+        row: dict[str, Any] = {
+            "instance_id": i.instance_id,
+            "status": i.status,
+            "current_step": i.step,
+            "grp": i.group,
+            "waiting_event": i.waiting_event,
+            "goal_until": i.goal_until,
+            "converted_at": i.converted_at,
+            "ended_at": i.ended_at,
+            "state": i.document(),
+            "profile_id": i.profile_id,
+        }
+        if i.instance_id in new:
+            row |= {
+                "journey_id": i.journey_id,
+                "journey_version": i.version,
+                "entry_key": i.entry_key,
+                "entered_at": i.entered_at,
+            }
+            made.append(row)
+        else:
+            moved.append(row)
+    db = await pg(conn) if moved or made else None
+    if db is not None and moved:
+        await db.execute(
+            f"UPDATE {S}.instances AS t SET {_SET_MOVED}, updated_at = $2"
+            f" FROM json_to_recordset($1::text::json) AS x(instance_id text, {_MOVED})"
+            " WHERE t.instance_id = x.instance_id",
+            _json(moved),
+            now,
+        )
+    if db is not None and made:
+        await db.execute(
+            f"INSERT INTO {S}.instances (instance_id, journey_id, journey_version, entry_key,"
+            " entered_at, status, current_step, grp, waiting_event, goal_until, converted_at,"
+            " ended_at, state, profile_id, updated_at) "
+            "SELECT instance_id, journey_id, journey_version, entry_key, entered_at, status,"
+            " current_step, grp, waiting_event, goal_until, converted_at, ended_at, state,"
+            " profile_id, $2"
+            " FROM json_to_recordset($1::text::json) AS x(instance_id text, journey_id text,"
+            f" journey_version int, entry_key text, entered_at timestamptz, {_MOVED}) "
+            f"ON CONFLICT (instance_id) DO UPDATE SET {_SET_MOVED.replace('x.', 'excluded.')},"
+            " updated_at = excluded.updated_at",
+            _json(made),
+            now,
+        )
 
 
 async def active_instances_of_journey(conn: AsyncConnection, journey_id: str) -> list[Instance]:

@@ -120,7 +120,7 @@ class Work:
         await repository.cancel(conn, [t for t in fx.cancelled if t not in scheduled])
         await repository.schedule(conn, fx.timers)
         touched = [self.instances[i] for i in sorted(self.changed | self.created)]
-        await repository.save_instances(conn, touched, self.now)
+        await repository.save_instances(conn, touched, self.now, self.created)
         await repository.record_entries(conn, self.entries)
         await webhooks_repository.queue(conn, fx.webhooks)
         await repository.add_counters(conn, fx.counters)
