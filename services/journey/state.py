@@ -16,15 +16,17 @@ HISTORY_LIMIT = 100
 CounterKey = tuple[str, int, str, str, str]  # journey, version, step ("" = journey), metric, label
 
 
-_last_stamp: list[Any] = [None, ""]
+_last_stamp: list[tuple[datetime | None, str]] = [(None, "")]
 
 
 def _iso(at: datetime) -> str:
     """`at.isoformat()`, remembered for the last moment: a batch notes one `now` thousands of
-    times."""
-    if at is not _last_stamp[0]:
-        _last_stamp[:] = [at, at.isoformat()]
-    return str(_last_stamp[1])
+    times. (One tuple swapped whole, so a reader never pairs one moment with another's text.)"""
+    seen, text = _last_stamp[0]
+    if seen is not at:
+        text = at.isoformat()
+        _last_stamp[0] = (at, text)
+    return text
 
 
 @dataclass
