@@ -159,9 +159,10 @@ async def _latency(bootstrap: str, run: str, count: int) -> list[float]:
 
 async def _seed_waiting(
     dsn: str, prefix: str, count: int, first_due: datetime, step_ms: float
-) -> None:
+) -> float:
     """`count` instances of the timer journey waiting, their timers due from `first_due`,
-    one every `step_ms` (0: all at once), and the customers' snapshots (set-based)."""
+    one every `step_ms` (0: all at once), and the customers' snapshots (set-based). Returns
+    the moment (perf_counter) they became visible: the worker may start on them at once."""
     db = await asyncpg.connect(dsn)
     try:
         async with db.transaction():
@@ -200,15 +201,17 @@ async def _seed_waiting(
                 first_due,
                 step_ms,
             )
-        await db.execute("ANALYZE journey.timers, journey.instances, journey.profiles")
+            # Inside the transaction (it counts its own rows): the drain clock starts at the
+            # commit, and nothing else runs on the database after it.
+            await db.execute("ANALYZE journey.timers, journey.instances, journey.profiles")
+        return time.perf_counter()
     finally:
         await db.close()
 
 
-async def _drained(dsn: str, prefix: str, timeout_s: float) -> float:
-    """Seconds until no timer of `prefix` is left."""
+async def _drained(dsn: str, prefix: str, timeout_s: float, started: float) -> float:
+    """Seconds from `started` until no timer of `prefix` is left."""
     db = await asyncpg.connect(dsn)
-    started = time.perf_counter()
     try:
         while await db.fetchval(
             "SELECT EXISTS (SELECT 1 FROM journey.timers WHERE timer_id LIKE $1 || '-%')", prefix
@@ -253,13 +256,14 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
         worker.lateness_s.clear()
         start = datetime.now(UTC) + timedelta(seconds=1)
         await _seed_waiting(dsn, f"{run}-late", spread, start, LATENESS_SPAN_S * 1000 / spread)
-        await _drained(dsn, f"{run}-late", 120)
+        await _drained(dsn, f"{run}-late", 120, time.perf_counter())
         lateness = list(worker.lateness_s)
         await _outbox_drained(dsn)
         backlog = BACKLOG[size]
-        await _seed_waiting(dsn, f"{run}-due", backlog, datetime.now(UTC) - timedelta(hours=1), 0)
-        fired_before = worker.fired
-        drain_s = await _drained(dsn, f"{run}-due", 1_800)
+        fired_before = worker.fired  # before seeding: the worker starts on them at the commit
+        past = datetime.now(UTC) - timedelta(hours=1)
+        visible = await _seed_waiting(dsn, f"{run}-due", backlog, past, 0)
+        drain_s = await _drained(dsn, f"{run}-due", 1_800, visible)
         fired = worker.fired - fired_before
     ratio = through.per_second / baseline.per_second if baseline.per_second else 0.0
     return {

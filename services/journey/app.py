@@ -49,7 +49,10 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             runtime.engine, registry, engine, relay, time_source, config.journey_timer_batch
         )
         loops = [
-            Loop("journey-timers", timers.step, config.journey_timer_interval_s),
+            *(
+                Loop(f"journey-timers-{n}", timers.step, config.journey_timer_interval_s)
+                for n in range(1, config.journey_timer_workers + 1)
+            ),
             Loop(
                 "journey-webhooks",
                 WebhookCaller(

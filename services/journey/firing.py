@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -13,6 +12,7 @@ from services.journey import repository
 from services.journey.dsl import ScheduleTrigger
 from services.journey.engine import Engine, instance_id
 from services.journey.registry import Registry
+from services.journey.repository import Due
 from services.journey.service import next_date, schedule_timers
 from services.journey.state import Timer
 from services.journey.work import Work
@@ -45,29 +45,7 @@ async def fire_due(
     others = [t for t in due if t.kind != "step"]
     done: list[str] = []
     if steps:
-        loaded = await repository.instances_by_id(conn, [t.instance_id for t in steps])
-        work.hold(loaded)
-        found = {i.instance_id for i in loaded}
-        missing = await repository.existing_instances(
-            conn, [t.instance_id for t in steps if t.instance_id not in found]
-        )
-        profiles = await repository.load_profiles(conn, {i.profile_id for i in loaded})
-        for timer in steps:
-            inst = work.instances.get(timer.instance_id)
-            if inst is None:
-                if timer.instance_id not in missing:
-                    done.append(timer.timer_id)  # the instance is gone (erased): drop its timer
-                continue  # held by a consumer right now: fire on the next pass
-            cj = work.compiled(inst)
-            if cj is None:
-                if registry.get(inst.journey_id, inst.version) is not None:
-                    done.append(timer.timer_id)  # archived meanwhile: nothing left to do
-                continue  # a version this replica has not loaded yet: the next pass
-            done.append(timer.timer_id)
-            profile = profiles.get(inst.profile_id) or _bare(inst.profile_id, now)
-            engine.on_timer(cj, inst, timer.token, timer.due_at, profile, now, work.fx)
-            work.touch(inst)
-            out.fired += 1
+        out.fired += await _waits(conn, work, steps, done)
     rescheduled = await _entries(conn, work, others, now)
     done += [t.timer_id for t in others]
     await repository.cancel(conn, done)
@@ -81,8 +59,38 @@ async def fire_due(
     return out
 
 
+async def _waits(conn: AsyncConnection, work: Work, steps: list[Due], done: list[str]) -> int:
+    """Waits ending: the batch's instances and profiles in two statements, then the pure
+    engine on each in memory; `done` gets the timers to delete. Returns how many fired."""
+    registry, engine, now = work.registry, work.engine, work.now
+    wanted = [t.instance_id for t in steps if t.instance_id]
+    loaded = await repository.instances_by_id(conn, wanted)
+    work.hold(loaded)
+    held = work.instances
+    missing = await repository.existing_instances(conn, [i for i in wanted if i not in held])
+    profiles = await repository.load_profiles(conn, {i.profile_id for i in loaded})
+    fired = 0
+    for timer in steps:
+        inst = held.get(timer.instance_id) if timer.instance_id else None
+        if inst is None:
+            if timer.instance_id not in missing:
+                done.append(timer.timer_id)  # the instance is gone (erased): drop its timer
+            continue  # held by a consumer right now: fire on the next pass
+        cj = work.compiled(inst)
+        if cj is None:
+            if registry.get(inst.journey_id, inst.version) is not None:
+                done.append(timer.timer_id)  # archived meanwhile: nothing left to do
+            continue  # a version this replica has not loaded yet: the next pass
+        done.append(timer.timer_id)
+        profile = profiles.get(inst.profile_id) or _bare(inst.profile_id, now)
+        engine.on_timer(cj, inst, timer.token or "", timer.due_at, profile, now, work.fx)
+        work.touch(inst)
+        fired += 1
+    return fired
+
+
 async def _entries(
-    conn: AsyncConnection, work: Work, timers: list[Any], now: datetime
+    conn: AsyncConnection, work: Work, timers: list[Due], now: datetime
 ) -> list[Timer]:
     """Date triggers and schedule runs start instances; each plans its next occurrence."""
     if not timers:
@@ -132,7 +140,7 @@ async def _entries(
 
 
 async def _entered_dates(
-    conn: AsyncConnection, registry: Registry, timers: list[Any]
+    conn: AsyncConnection, registry: Registry, timers: list[Due]
 ) -> tuple[dict[str, str], set[str]]:
     """A date occurrence already entered (a timer planned again after it fired) is not re-run:
     the instance each date timer would start, and those that exist."""

@@ -1,14 +1,24 @@
 """All SQL of the journey service. Every function takes whole batches: one statement per
-batch and table, never one per event."""
+batch and table, never one per event.
 
+The hot paths (timers, instances, counters, the profiles timers read) talk to asyncpg directly
+in the caller's transaction, as the profile service does: `unnest` array parameters, JSON
+encoded once with orjson and cast in SQL, JSON read back as text, so a batch of thousands of
+firings costs a handful of statements and no per-row SQLAlchemy compilation.
+"""
+
+# ruff: noqa: S608  (only constant schema, table and column names are interpolated; every value
+# is a bind parameter)
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, delete, func, literal, or_, select, update
+import asyncpg
+import orjson
+from sqlalchemy import bindparam, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,6 +35,31 @@ from services.journey.models import (
 from services.journey.state import CounterKey, Instance, Timer
 from shared.contracts import ProfileSnapshot
 from shared.db import any_of
+
+S = "journey"
+_INSTANCE_COLUMNS = (
+    "instance_id, journey_id, journey_version, profile_id, entry_key, status, current_step, grp,"
+    " entered_at, goal_until, converted_at, ended_at, state::text"
+)
+
+
+async def pg(conn: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under the caller's SQLAlchemy connection, in its transaction.
+
+    SQLAlchemy's asyncpg adapter sends BEGIN only before its own first statement; a raw
+    statement before that would run (and commit) on its own, so a claim would lock nothing.
+    One trivial statement through SQLAlchemy opens the transaction first."""
+    raw = await conn.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    if not driver.is_in_transaction():
+        await conn.exec_driver_sql("SELECT 1")
+        if not driver.is_in_transaction():
+            raise RuntimeError("journey SQL must run in a transaction (engine.begin())")
+    return driver
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 async def mark_seen(conn: AsyncConnection, message_ids: Sequence[str]) -> set[str]:
@@ -64,15 +99,16 @@ async def save_profiles(conn: AsyncConnection, snapshots: Iterable[ProfileSnapsh
 
 
 async def load_profiles(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, ProfileSnapshot]:
-    wanted = sorted(set(ids))
+    """Snapshots read as JSON text and validated straight from it (no dict in between)."""
+    wanted = list(set(ids))
     if not wanted:
         return {}
-    rows = await conn.execute(
-        select(profiles.c.profile_id, profiles.c.snapshot).where(
-            any_of(profiles.c.profile_id, wanted)
-        )
+    rows = await (await pg(conn)).fetch(
+        f"SELECT profile_id, snapshot::text FROM {S}.profiles WHERE profile_id = ANY($1::text[])",
+        wanted,
     )
-    return {r.profile_id: ProfileSnapshot.model_validate(r.snapshot) for r in rows}
+    parse = ProfileSnapshot.model_validate_json
+    return {r[0]: parse(r[1]) for r in rows}
 
 
 # -- instances --------------------------------------------------------------------------
@@ -84,15 +120,14 @@ async def live_instances(
     wanted = sorted(set(profile_ids))
     if not wanted:
         return []
-    open_goal = and_(instances.c.goal_until > now, instances.c.converted_at.is_(None))
-    rows = await conn.execute(
-        select(instances)
-        .where(any_of(instances.c.profile_id, wanted))
-        .where(or_(instances.c.status == "active", open_goal))
-        .order_by(instances.c.instance_id)
-        .with_for_update()
+    rows = await (await pg(conn)).fetch(
+        f"SELECT {_INSTANCE_COLUMNS} FROM {S}.instances WHERE profile_id = ANY($1::text[])"
+        " AND (status = 'active' OR (goal_until > $2 AND converted_at IS NULL))"
+        " ORDER BY instance_id FOR UPDATE",
+        wanted,
+        now,
     )
-    return [Instance.from_row(r) for r in rows]
+    return [Instance.from_record(r) for r in rows]
 
 
 async def instances_by_id(conn: AsyncConnection, ids: Iterable[str]) -> list[Instance]:
@@ -101,37 +136,83 @@ async def instances_by_id(conn: AsyncConnection, ids: Iterable[str]) -> list[Ins
     wanted = sorted(set(ids))
     if not wanted:
         return []
-    rows = await conn.execute(
-        select(instances)
-        .where(any_of(instances.c.instance_id, wanted))
-        .order_by(instances.c.instance_id)
-        .with_for_update(skip_locked=True)
+    rows = await (await pg(conn)).fetch(
+        f"SELECT {_INSTANCE_COLUMNS} FROM {S}.instances WHERE instance_id = ANY($1::text[])"
+        " ORDER BY instance_id FOR UPDATE SKIP LOCKED",
+        wanted,
     )
-    return [Instance.from_row(r) for r in rows]
+    return [Instance.from_record(r) for r in rows]
 
 
-async def save_instances(conn: AsyncConnection, changed: Iterable[Instance], now: datetime) -> None:
-    rows = [{**i.row(), "updated_at": now} for i in changed]
-    if not rows:
-        return
-    rows.sort(key=lambda r: r["instance_id"])
-    stmt = insert(instances)
-    kept = (
-        "status",
-        "current_step",
-        "grp",
-        "waiting_event",
-        "goal_until",
-        "converted_at",
-        "ended_at",
-        "state",
-        "updated_at",
-        "profile_id",
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[instances.c.instance_id], set_={k: stmt.excluded[k] for k in kept}
-    )
-    await conn.execute(stmt, rows)
+_MOVED = (
+    "status text, current_step text, grp text, waiting_event text, goal_until timestamptz,"
+    " converted_at timestamptz, ended_at timestamptz, state jsonb, profile_id text"
+)
+_SET_MOVED = (
+    "status = x.status, current_step = x.current_step, grp = x.grp,"
+    " waiting_event = x.waiting_event, goal_until = x.goal_until, converted_at = x.converted_at,"
+    " ended_at = x.ended_at, state = x.state, profile_id = x.profile_id"
+)
+
+
+async def save_instances(
+    conn: AsyncConnection,
+    changed: Iterable[Instance],
+    now: datetime,
+    new: Collection[str] = frozenset(),
+) -> None:
+    """Write moved instances (held, so locked, by this transaction) with one UPDATE and the
+    `new` ones with one upsert. The rows travel as one JSON document (the state nested in it,
+    encoded once by orjson), not as a dozen arrays of thousands of parameters."""
+    moved: list[dict[str, Any]] = []
+    made: list[dict[str, Any]] = []
+    for i in sorted(changed, key=lambda i: i.instance_id):
+        row: dict[str, Any] = {
+            "instance_id": i.instance_id,
+            "status": i.status,
+            "current_step": i.step,
+            "grp": i.group,
+            "waiting_event": i.waiting_event,
+            "goal_until": i.goal_until,
+            "converted_at": i.converted_at,
+            "ended_at": i.ended_at,
+            "state": i.document(),
+            "profile_id": i.profile_id,
+        }
+        if i.instance_id in new:
+            row |= {
+                "journey_id": i.journey_id,
+                "journey_version": i.version,
+                "entry_key": i.entry_key,
+                "entered_at": i.entered_at,
+            }
+            made.append(row)
+        else:
+            moved.append(row)
+    db = await pg(conn) if moved or made else None
+    if db is not None and moved:
+        await db.execute(
+            f"UPDATE {S}.instances AS t SET {_SET_MOVED}, updated_at = $2"
+            f" FROM json_to_recordset($1::text::json) AS x(instance_id text, {_MOVED})"
+            " WHERE t.instance_id = x.instance_id",
+            _json(moved),
+            now,
+        )
+    if db is not None and made:
+        await db.execute(
+            f"INSERT INTO {S}.instances (instance_id, journey_id, journey_version, entry_key,"
+            " entered_at, status, current_step, grp, waiting_event, goal_until, converted_at,"
+            " ended_at, state, profile_id, updated_at) "
+            "SELECT instance_id, journey_id, journey_version, entry_key, entered_at, status,"
+            " current_step, grp, waiting_event, goal_until, converted_at, ended_at, state,"
+            " profile_id, $2"
+            " FROM json_to_recordset($1::text::json) AS x(instance_id text, journey_id text,"
+            f" journey_version int, entry_key text, entered_at timestamptz, {_MOVED}) "
+            f"ON CONFLICT (instance_id) DO UPDATE SET {_SET_MOVED.replace('x.', 'excluded.')},"
+            " updated_at = excluded.updated_at",
+            _json(made),
+            now,
+        )
 
 
 async def active_instances_of_journey(conn: AsyncConnection, journey_id: str) -> list[Instance]:
@@ -243,25 +324,21 @@ async def schedule(conn: AsyncConnection, planned: Sequence[Timer]) -> None:
     if not planned:
         return
     by_id = {t.timer_id: t for t in planned}
-    stmt = insert(timers)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[timers.c.timer_id],
-        set_={"due_at": stmt.excluded.due_at, "token": stmt.excluded.token},
-        where=timers.c.due_at.is_distinct_from(stmt.excluded.due_at),
+    ordered = [by_id[k] for k in sorted(by_id)]
+    await (await pg(conn)).execute(
+        f"INSERT INTO {S}.timers (timer_id, kind, due_at, journey_id, instance_id, profile_id,"
+        " token) SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[],"
+        " $5::text[], $6::text[], $7::text[]) "
+        "ON CONFLICT (timer_id) DO UPDATE SET due_at = excluded.due_at, token = excluded.token"
+        " WHERE timers.due_at IS DISTINCT FROM excluded.due_at",
+        [t.timer_id for t in ordered],
+        [t.kind for t in ordered],
+        [t.due_at for t in ordered],
+        [t.journey_id for t in ordered],
+        [t.instance_id for t in ordered],
+        [t.profile_id for t in ordered],
+        [t.token for t in ordered],
     )
-    rows = [
-        {
-            "timer_id": t.timer_id,
-            "kind": t.kind,
-            "due_at": t.due_at,
-            "journey_id": t.journey_id,
-            "instance_id": t.instance_id,
-            "profile_id": t.profile_id,
-            "token": t.token,
-        }
-        for _, t in sorted(by_id.items())
-    ]
-    await conn.execute(stmt, rows)
 
 
 async def schedule_missing(conn: AsyncConnection, planned: Sequence[Timer]) -> None:
@@ -282,22 +359,39 @@ async def schedule_missing(conn: AsyncConnection, planned: Sequence[Timer]) -> N
 
 async def cancel(conn: AsyncConnection, timer_ids: Sequence[str]) -> None:
     if timer_ids:
-        await conn.execute(delete(timers).where(any_of(timers.c.timer_id, sorted(set(timer_ids)))))
+        await (await pg(conn)).execute(
+            f"DELETE FROM {S}.timers WHERE timer_id = ANY($1::text[])", sorted(set(timer_ids))
+        )
+
+
+class Due(NamedTuple):
+    """A claimed timer, as the worker reads it."""
+
+    timer_id: str
+    kind: str
+    due_at: datetime
+    journey_id: str
+    instance_id: str | None
+    profile_id: str | None
+    token: str | None
 
 
 async def claim_due(
     conn: AsyncConnection, now: datetime, limit: int, held: Sequence[str]
-) -> list[Any]:
+) -> list[Due]:
     """Due timers, oldest first, locked for this transaction; rows another replica holds are
     skipped, so any number of workers drain the table side by side. Timers of paused
     journeys (`held`) stay where they are until the journey resumes."""
-    query = select(timers).where(timers.c.due_at <= now)
-    if held:
-        query = query.where(timers.c.journey_id.not_in(list(held)))
-    rows = await conn.execute(
-        query.order_by(timers.c.due_at).limit(limit).with_for_update(skip_locked=True)
+    rows = await (await pg(conn)).fetch(
+        f"SELECT timer_id, kind, due_at, journey_id, instance_id, profile_id, token"
+        f" FROM {S}.timers WHERE due_at <= $1 AND journey_id <> ALL($3::text[])"
+        " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        now,
+        limit,
+        list(held),
     )
-    return list(rows)
+    make = Due._make
+    return [make(r) for r in rows]
 
 
 async def pending_timers(conn: AsyncConnection) -> int:
@@ -308,25 +402,17 @@ async def pending_timers(conn: AsyncConnection) -> int:
 async def add_counters(conn: AsyncConnection, deltas: Counter[CounterKey]) -> None:
     """Last statement of a transaction, keys sorted: concurrent batches lock counter rows in
     one order and never deadlock on them."""
-    if not deltas:
+    rows = [(key, n) for key, n in sorted(deltas.items()) if n]
+    if not rows:
         return
-    stmt = insert(counters)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[
-            counters.c.journey_id,
-            counters.c.version,
-            counters.c.step_id,
-            counters.c.metric,
-            counters.c.label,
-        ],
-        set_={"n": counters.c.n + stmt.excluded.n},
+    await (await pg(conn)).execute(
+        f"INSERT INTO {S}.counters (journey_id, version, step_id, metric, label, n)"
+        " SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[],"
+        " $6::bigint[]) ON CONFLICT (journey_id, version, step_id, metric, label)"
+        " DO UPDATE SET n = counters.n + excluded.n",
+        *([key[f] for key, _ in rows] for f in range(5)),
+        [n for _, n in rows],
     )
-    rows = [
-        {"journey_id": j, "version": v, "step_id": s, "metric": m, "label": lab, "n": n}
-        for (j, v, s, m, lab), n in sorted(deltas.items())
-        if n
-    ]
-    await conn.execute(stmt, rows)
 
 
 async def counters_of(conn: AsyncConnection, journey_id: str) -> list[Any]:
@@ -414,7 +500,8 @@ async def existing_instances(conn: AsyncConnection, ids: Sequence[str]) -> set[s
     """Which of these instances exist (without locking them)."""
     if not ids:
         return set()
-    rows = await conn.execute(
-        select(instances.c.instance_id).where(any_of(instances.c.instance_id, sorted(set(ids))))
+    rows = await (await pg(conn)).fetch(
+        f"SELECT instance_id FROM {S}.instances WHERE instance_id = ANY($1::text[])",
+        list(set(ids)),
     )
-    return set(rows.scalars())
+    return {r[0] for r in rows}

@@ -25,6 +25,13 @@ class JourneySettings(Settings):
     journey_timer_batch: int = Field(
         default=5_000, description="Most timers fired per transaction."
     )
+    journey_timer_workers: int = Field(
+        default=2,
+        ge=1,
+        description="Timer batches a replica fires at once, each in its own transaction: while "
+        "one waits on the database the next is computed. They claim with SKIP LOCKED, as other "
+        "replicas do, so no timer is taken twice.",
+    )
     journey_refresh_interval_s: float = Field(
         default=5.0, description="How often a replica re-reads published versions and statuses."
     )

@@ -8,10 +8,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from shared.contracts import DispatchRequest
 
 HISTORY_LIMIT = 100
 CounterKey = tuple[str, int, str, str, str]  # journey, version, step ("" = journey), metric, label
+
+
+_last_stamp: list[tuple[datetime | None, str]] = [(None, "")]
+
+
+def _iso(at: datetime) -> str:
+    """`at.isoformat()`, remembered for the last moment: a batch notes one `now` thousands of
+    times. (One tuple swapped whole, so a reader never pairs one moment with another's text.)"""
+    seen, text = _last_stamp[0]
+    if seen is not at:
+        text = at.isoformat()
+        _last_stamp[0] = (at, text)
+    return text
 
 
 @dataclass
@@ -44,7 +59,7 @@ class Instance:
         return self.waiting.get("event") if self.waiting else None
 
     def note(self, at: datetime, step: str | None, what: str) -> None:
-        self.history.append({"at": at.isoformat(), "step": step, "what": what})
+        self.history.append({"at": _iso(at), "step": step, "what": what})
         if len(self.history) > HISTORY_LIMIT:
             del self.history[: len(self.history) - HISTORY_LIMIT]
 
@@ -99,6 +114,31 @@ class Instance:
             ended_at=row.ended_at,
             reason=doc.get("reason"),
             history=doc.get("history") or [],
+        )
+
+    @classmethod
+    def from_record(cls, rec: Any) -> Instance:
+        """From a raw row whose `state` was read as JSON text (the repository's hot paths)."""
+        doc = orjson.loads(rec["state"]) if rec["state"] else {}
+        return cls(
+            rec["instance_id"],
+            rec["journey_id"],
+            rec["journey_version"],
+            rec["profile_id"],
+            rec["entry_key"],
+            rec["entered_at"],
+            doc.get("trigger") or {},
+            rec["grp"],
+            rec["status"],
+            rec["current_step"],
+            doc.get("visits") or {},
+            doc.get("waiting"),
+            doc.get("last_event"),
+            rec["goal_until"],
+            rec["converted_at"],
+            rec["ended_at"],
+            doc.get("reason"),
+            doc.get("history") or [],
         )
 
 
