@@ -44,12 +44,14 @@ async def driver_connection(conn: AsyncConnection) -> asyncpg.Connection:
     """The asyncpg connection under a SQLAlchemy one, in the same transaction: hot paths send
     `unnest` array parameters straight to the driver, with no per-row statement compilation.
 
-    SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its first statement; a statement sent
-    to the driver before that would run outside the caller's transaction (and survive its
-    rollback), so the transaction is started here when it has not been yet."""
+    SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its own first statement; a statement
+    sent to the driver before that would run and commit on its own (surviving the caller's
+    rollback, locking nothing), so a trivial statement through SQLAlchemy opens the
+    transaction first when it is not open yet."""
     raw = await conn.get_raw_connection()
-    adapter: Any = raw.dbapi_connection
-    if conn.in_transaction() and adapter._transaction is None:
-        await adapter._start_transaction()
     driver: asyncpg.Connection = raw.driver_connection
+    if not driver.is_in_transaction():
+        await conn.exec_driver_sql("SELECT 1")
+        if not driver.is_in_transaction():
+            raise RuntimeError("driver statements must run in a transaction (engine.begin())")
     return driver

@@ -16,7 +16,6 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-import asyncpg
 import orjson
 from sqlalchemy import bindparam, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -34,7 +33,7 @@ from services.journey.models import (
 )
 from services.journey.state import CounterKey, Instance, Timer
 from shared.contracts import ProfileSnapshot
-from shared.db import any_of
+from shared.db import any_of, driver_connection
 
 S = "journey"
 _INSTANCE_COLUMNS = (
@@ -43,19 +42,7 @@ _INSTANCE_COLUMNS = (
 )
 
 
-async def pg(conn: AsyncConnection) -> asyncpg.Connection:
-    """The asyncpg connection under the caller's SQLAlchemy connection, in its transaction.
-
-    SQLAlchemy's asyncpg adapter sends BEGIN only before its own first statement; a raw
-    statement before that would run (and commit) on its own, so a claim would lock nothing.
-    One trivial statement through SQLAlchemy opens the transaction first."""
-    raw = await conn.get_raw_connection()
-    driver: asyncpg.Connection = raw.driver_connection
-    if not driver.is_in_transaction():
-        await conn.exec_driver_sql("SELECT 1")
-        if not driver.is_in_transaction():
-            raise RuntimeError("journey SQL must run in a transaction (engine.begin())")
-    return driver
+pg = driver_connection  # short: every hot statement below starts with it
 
 
 def _json(value: Any) -> str:
