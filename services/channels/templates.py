@@ -23,10 +23,11 @@ import mrml
 from liquid import BoundTemplate, Environment, StrictDefaultUndefined
 from liquid.exceptions import LiquidError
 
-VARIABLES = frozenset({"profile", "customer", "event", "journey", "links", "message"})
+VARIABLES = frozenset({"profile", "customer", "event", "journey", "links", "message", "overrides"})
 """What a template may use: `profile` (the snapshot), `customer` (its traits, a shorthand kept
 for older templates), `event` (the triggering event), `journey` ({id, name, step_id}),
-`links` (unsubscribe, preferences, survey), `message` ({dispatch_id, channel, type})."""
+`links` (unsubscribe, preferences, survey), `message` ({dispatch_id, channel, type}),
+`overrides` (the journey step's, e.g. a discount)."""
 
 PARTS = {
     "email": ("subject", "html", "text"),
@@ -190,6 +191,7 @@ def template_variables(
         "journey": data.get("journey") or {},
         "links": dict(links or {}),
         "message": dict(message or {}),
+        "overrides": data.get("overrides") or {},  # the journey step's (e.g. a discount)
     }
 
 

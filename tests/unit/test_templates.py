@@ -35,6 +35,18 @@ def test_thank_you_email_greets_by_first_name() -> None:
     assert "42.5" in email["text"]
 
 
+def test_every_shipped_template_loads() -> None:
+    assert Templates(ROOT / "templates").problems == {}
+
+
+def test_a_step_override_reaches_its_template() -> None:
+    templates = Templates(ROOT / "templates")
+    offer = template_variables({"traits": {}}, {"overrides": {"discount": 25}})
+    assert "25% off" in templates.render_email("win-back", offer)["subject"]
+    fallback = template_variables({"traits": {}}, {})
+    assert "10% off" in templates.render_email("win-back", fallback)["subject"]
+
+
 def test_personalised_subject_with_fallback_and_locale(tmp_path: Path) -> None:
     _write(tmp_path, {
         "t/subject.liquid": "{{ profile.traits.first_name | default: 'Hello' }}, your cart",
