@@ -81,13 +81,15 @@ PROFILE = Closed(
     }
 )  # fmt: skip
 
-#: A Segment message as journeys see it (`shared.events`, on the wire: camelCase).
+#: A Segment message as journeys see it (`shared.events`, on the wire: camelCase), with the
+#: spec's common fields.
 EVENT = Closed(
     {
         "type": "track", "event": "Order Completed", "messageId": "m", "userId": "u",
         "anonymousId": "a", "previousId": "a", "groupId": "g", "timestamp": _TIME,
         "sentAt": _TIME, "receivedAt": _TIME, "name": "n", "category": "c",
         "properties": Open(), "traits": Open(), "context": Open(), "integrations": Open(),
+        "channel": "server", "originalTimestamp": _TIME, "version": 1,  # Segment's common fields
         "segment": "s", "change": "entered",  # a segment trigger's event
     }
 )  # fmt: skip

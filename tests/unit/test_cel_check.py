@@ -32,6 +32,7 @@ from shared.events import parse_event
         "profile.behaviour.last_email_opened_at != '' && profile.behaviour.last_nps_score >= 9.0",
         'journey.trigger.properties.sku == "x" && journey.step_id == "wait"',
         '"profile.behaviour.nope" != event.event',  # a path inside a string is only text
+        'event.channel == "server" && event.context.ip != ""',  # Segment's common fields
     ],
 )
 def test_conditions_that_can_work_pass(source: str) -> None:
