@@ -121,3 +121,26 @@ class HttpApi:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class HttpProvider:
+    """What every HTTP provider shares: its pooled client, made by `connect` at start (inside
+    the running loop) and closed at close."""
+
+    def __init__(self) -> None:
+        self._client: HttpApi | None = None
+
+    def connect(self) -> HttpApi:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        self._client = self.connect()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    @property
+    def _http(self) -> HttpApi:
+        assert self._client is not None, "start() the provider first"
+        return self._client

@@ -10,27 +10,22 @@ from services.channels.providers.base import Message, PermanentSendError
 from services.channels.settings import ChannelsSettings
 
 
-class FcmPush:
+class FcmPush(http.HttpProvider):
     channel = "push"
 
     def __init__(self, settings: ChannelsSettings) -> None:
+        super().__init__()
         self._settings = settings
         self._path = f"/v1/projects/{settings.fcm_project}/messages:send"
-        self._http: http.HttpApi | None = None
 
-    async def start(self) -> None:
+    def connect(self) -> http.HttpApi:
         s = self._settings
-        self._http = http.HttpApi(
+        return http.HttpApi(
             s.fcm_base_url, s.http_connections, timeout=s.http_timeout_s,
             headers={"Authorization": f"Bearer {s.fcm_token.get_secret_value()}"},
         )  # fmt: skip
 
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-
     async def send(self, message: Message) -> str:
-        assert self._http is not None, "start() the provider first"
         body = {
             "message": {
                 "token": message.to,
@@ -48,5 +43,4 @@ class FcmPush:
         return name
 
     async def health(self) -> str:
-        assert self._http is not None
         return await self._http.get_status(f"/v1/projects/{self._settings.fcm_project}")

@@ -15,28 +15,23 @@ from services.channels.settings import ChannelsSettings
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
-class TwilioSms:
+class TwilioSms(http.HttpProvider):
     channel = "sms"
 
     def __init__(self, settings: ChannelsSettings) -> None:
+        super().__init__()
         self._settings = settings
         self._path = f"/2010-04-01/Accounts/{settings.twilio_account_sid}/Messages.json"
         self._callback = f"{settings.channels_public_url.rstrip('/')}/t/hooks/twilio"
-        self._http: http.HttpApi | None = None
 
-    async def start(self) -> None:
+    def connect(self) -> http.HttpApi:
         s = self._settings
-        self._http = http.HttpApi(
+        return http.HttpApi(
             s.twilio_base_url, s.http_connections, timeout=s.http_timeout_s,
             auth=(s.twilio_account_sid, s.twilio_auth_token.get_secret_value()),
         )  # fmt: skip
 
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-
     async def send(self, message: Message) -> str:
-        assert self._http is not None, "start() the provider first"
         form = {
             "To": message.to, "From": self._settings.sms_from, "Body": message.parts["sms"],
             "StatusCallback": self._callback,
@@ -49,7 +44,6 @@ class TwilioSms:
         return sid
 
     async def health(self) -> str:
-        assert self._http is not None
         return await self._http.get_status(self._path.removesuffix("/Messages.json") + ".json")
 
 

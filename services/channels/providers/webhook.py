@@ -33,24 +33,19 @@ def verify(secret: str, body: bytes, header: str, now: float, tolerance_s: int =
     return hmac.compare_digest(expected, fields.get("v1", ""))
 
 
-class WebhookProvider:
+class WebhookProvider(http.HttpProvider):
     channel = "webhook"
 
     def __init__(self, settings: ChannelsSettings) -> None:
+        super().__init__()
         self._settings = settings
-        self._http: http.HttpApi | None = None
 
-    async def start(self) -> None:
-        self._http = http.HttpApi(
+    def connect(self) -> http.HttpApi:
+        return http.HttpApi(
             "", self._settings.http_connections, timeout=self._settings.http_timeout_s
         )
 
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-
     async def send(self, message: Message) -> str:
-        assert self._http is not None, "start() the provider first"
         body = message.parts["webhook"].encode()
         signature = sign(self._settings.webhook_secret.get_secret_value(), body, int(time.time()))
         headers = {
