@@ -65,6 +65,11 @@ class _Envelope(BaseModel):
         """The message as Segment would serialise it (camelCase, ISO timestamps)."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
+    def wire_json(self) -> bytes:
+        """`to_wire` encoded as JSON by pydantic-core in one pass (no intermediate dicts): the
+        form the profile service stores and republishes for every event."""
+        return self.__pydantic_serializer__.to_json(self, by_alias=True, exclude_none=True)
+
 
 class _Identified(_Envelope):
     @model_validator(mode="after")

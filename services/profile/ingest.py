@@ -85,7 +85,7 @@ def prepare(
 def to_record(event: Event, traceparent: str | None) -> OutRecord:
     return OutRecord(
         EVENTS,
-        dumps(event.to_wire()),
+        event.wire_json(),
         event.identity().encode(),
         binary_headers(
             event_id=event.message_id,

@@ -82,17 +82,17 @@ def profile_event(
     )
 
 
-def profile_record(state: ProfileState) -> OutRecord:
-    """`jm.profiles`: the latest profile (compacted by profile id)."""
-    return _profile_out(state.profile_id, snapshot(state), state.version, state.updated_at)
+def profile_record(state: ProfileState, encoded: bytes | None = None) -> OutRecord:
+    """`jm.profiles`: the latest profile (compacted by profile id). `encoded` is the state's
+    snapshot when the caller has already encoded it (for the profile event it last applied)."""
+    body = encoded if encoded is not None else dumps(snapshot(state))
+    return _profile_out(state.profile_id, body, state.version, state.updated_at)
 
 
-def _profile_out(
-    profile_id: str, body: dict[str, Any], version: int, time: datetime | None
-) -> OutRecord:
+def _profile_out(profile_id: str, body: bytes, version: int, time: datetime | None) -> OutRecord:
     return OutRecord(
         PROFILES,
-        dumps(body),
+        body,
         profile_id.encode(),
         binary_headers(
             event_id=f"{profile_id}:{version}",
@@ -142,7 +142,7 @@ def merged_records(
     }
     return wire, [
         profile_event(wire, survivor, at, traceparent),
-        _profile_out(gone.profile_id, tombstone, ERASED_VERSION, at),
+        _profile_out(gone.profile_id, dumps(tombstone), ERASED_VERSION, at),
     ]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -92,66 +92,86 @@ async def _apply_once(conn: AsyncConnection, unique: Sequence[IncomingEvent]) ->
     merges: dict[int, list[Merge]] = defaultdict(list)
     for merge in resolution.merges:
         merges[merge.at].append(merge)
-    into: dict[str, str] = {}
-    touched: set[str] = set()  # a profile only read (a shared device's owner) is left as it is
-    out: list[OutRecord] = []
-    timeline: list[dict[str, Any]] = []
-    history: list[dict[str, Any]] = []
+    fold = _Fold(states)
     for index, (item, profile_id) in enumerate(zip(todo, resolution.profile_of_event, strict=True)):
-        event = item.event
         for merge in merges.get(index, ()):
-            gone = states.pop(merge.merged)
-            survivor = merge_states(states[merge.into], gone)
-            into[gone.profile_id] = survivor.profile_id
-            touched.add(survivor.profile_id)
-            wire, records = merged_records(gone, survivor, event.timestamp, item.traceparent)
-            timeline.append(timeline_row(survivor.profile_id, wire, dumps(wire).decode()))
-            out.extend(records)
-        state = states.get(profile_id)
-        if state is None:
-            state = states[profile_id] = ProfileState(profile_id)
-        changes = apply_event(state, event)
-        touched.add(profile_id)
-        history.extend(history_rows(profile_id, changes))
-        wire_bytes = dumps(event.to_wire())
-        timeline.append(
-            {
-                "profile_id": profile_id,
-                "timestamp": event.timestamp,
-                "message_id": event.message_id,
-                "type": event.type,
-                "event": getattr(event, "event", None) or getattr(event, "name", None),
-                "payload": wire_bytes.decode(),
-            }
-        )
-        out.append(_profile_event(wire_bytes, state, event, item.traceparent))
+            fold.merge(merge, item)
+        fold.apply(item, profile_id)
+    into, timeline, history, out = fold.into, fold.timeline, fold.history, fold.out
 
     def final(profile_id: str) -> str:
         while profile_id in into:
             profile_id = into[profile_id]
         return profile_id
 
-    changed = [state for profile_id, state in states.items() if profile_id in touched]
+    changed = [state for profile_id, state in states.items() if profile_id in fold.touched]
     await repository.apply_merges(conn, {gone: final(gone) for gone in into})
     await repository.save_profiles(conn, changed)
     for row in (*timeline, *history):
         row["profile_id"] = final(row["profile_id"])
     await repository.append_timeline(conn, timeline)
     await repository.add_consent_history(conn, history)
-    out.extend(profile_record(state) for state in changed)
+    out.extend(profile_record(state, fold.snapshots.get(state.profile_id)) for state in changed)
     return out
+
+
+@dataclass
+class _Fold:
+    """A batch's events folded into the locked states, in order, with what they produce."""
+
+    states: dict[str, ProfileState]
+    into: dict[str, str] = field(default_factory=dict)  # merged-away id -> survivor id
+    touched: set[str] = field(default_factory=set)  # a profile only read is left as it is
+    out: list[OutRecord] = field(default_factory=list)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    snapshots: dict[str, bytes] = field(default_factory=dict)  # latest, encoded once for both
+
+    def merge(self, merge: Merge, item: IncomingEvent) -> None:
+        gone = self.states.pop(merge.merged)
+        survivor = merge_states(self.states[merge.into], gone)
+        self.into[gone.profile_id] = survivor.profile_id
+        self.touched.add(survivor.profile_id)
+        self.snapshots.pop(gone.profile_id, None)
+        self.snapshots.pop(survivor.profile_id, None)
+        wire, records = merged_records(gone, survivor, item.event.timestamp, item.traceparent)
+        self.timeline.append(timeline_row(survivor.profile_id, wire, dumps(wire).decode()))
+        self.out.extend(records)
+
+    def apply(self, item: IncomingEvent, profile_id: str) -> None:
+        event = item.event
+        state = self.states.get(profile_id)
+        if state is None:
+            state = self.states[profile_id] = ProfileState(profile_id)
+        changes = apply_event(state, event)
+        self.touched.add(profile_id)
+        self.history.extend(history_rows(profile_id, changes))
+        wire = event.wire_json()
+        self.timeline.append(
+            {
+                "profile_id": profile_id,
+                "timestamp": event.timestamp,
+                "message_id": event.message_id,
+                "type": event.type,
+                "event": getattr(event, "event", None) or getattr(event, "name", None),
+                "payload": wire.decode(),
+            }
+        )
+        self.snapshots[profile_id] = profile = dumps(snapshot(state))
+        self.out.append(_profile_event(wire, profile, state, event, item.traceparent))
 
 
 _EVENT_TYPES = {t: f"journeyman.profile-event.{t}".encode() for t in EVENT_TYPES}
 
 
 def _profile_event(
-    wire: bytes, state: ProfileState, event: Event, traceparent: str | None
+    wire: bytes, profile: bytes, state: ProfileState, event: Event, traceparent: str | None
 ) -> OutRecord:
-    """`jm.profile-events` with the wire form encoded once (it is also the timeline payload)."""
+    """`jm.profile-events` from the wire form and the snapshot, each encoded once (the wire
+    form is also the timeline payload, the snapshot also the `jm.profiles` record)."""
     return OutRecord(
         PROFILE_EVENTS,
-        b'{"event":' + wire + b',"profile":' + dumps(snapshot(state)) + b"}",
+        b'{"event":' + wire + b',"profile":' + profile + b"}",
         state.profile_id.encode(),
         fast_headers(
             event.message_id, _EVENT_TYPES[event.type], event.timestamp, state.profile_id,
