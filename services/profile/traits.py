@@ -7,7 +7,7 @@ error naming the trait, not a silent surprise three services later.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -47,6 +47,11 @@ def normalise_birthday(value: Any) -> str:
         text = value.strip()
         if len(text) > 10 and text[10] in "T ":
             text = text[:10]
+        if len(text) == 10 and text[4] == text[7] == "-" and text.isascii():
+            try:  # the common form, read without strptime's cost (~10 µs)
+                return date.fromisoformat(text).isoformat()
+            except ValueError:
+                pass
         for fmt in BIRTHDAY_FORMATS:
             try:
                 return datetime.strptime(text, fmt).date().isoformat()
