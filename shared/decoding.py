@@ -51,12 +51,20 @@ def decode_event(record: Record) -> Event:
 
 
 def model_decoder(model: type[M]) -> Callable[[Record], M]:
-    """A decoder validating records against one of the internal contracts."""
+    """A decoder validating records against one of the internal contracts.
+
+    pydantic parses the bytes itself: half the cost of building orjson's dict and validating
+    that (11 against 22 µs for a profile event). Our services write these records with orjson,
+    so both parsers read them alike; rejections keep the wording of `json_body`."""
 
     def decode(record: Record) -> M:
+        if record.value is None:
+            raise ValueError("empty record value (tombstone) where a message was expected")
         try:
-            return model.model_validate(json_body(record))
+            return model.model_validate_json(record.value)
         except ValidationError as exc:
+            if any(e["type"] == "json_invalid" for e in exc.errors()):
+                raise ValueError(f"malformed JSON: {describe_errors(exc)}") from exc
             raise ValueError(f"invalid {model.__name__}: {describe_errors(exc)}") from exc
 
     return decode
