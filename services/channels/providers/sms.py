@@ -36,7 +36,6 @@ class TwilioSms(http.HttpProvider):
             "To": message.to, "From": self._settings.sms_from, "Body": message.parts["sms"],
             "StatusCallback": self._callback,
         }  # fmt: skip
-        # encoded here: aiohttp's FormData builds a multipart writer per request to do it
         response = await self._http.post(self._path, data=urlencode(form), headers=_FORM)
         sid = response.json().get("sid")
         if not isinstance(sid, str):
