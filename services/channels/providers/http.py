@@ -237,7 +237,8 @@ class HttpApi:
         slots = self._slots
         if slots.locked():  # the wait for a pooled connection counts as connecting
             try:
-                await asyncio.wait_for(slots.acquire(), self._connect_timeout)
+                async with asyncio.timeout(self._connect_timeout):  # no task, unlike wait_for
+                    await slots.acquire()
             except TimeoutError as exc:
                 raise TransientSendError(
                     f"ConnectionTimeoutError: no connection free within {self._connect_timeout}s"
