@@ -21,28 +21,45 @@ import asyncio
 import base64
 import contextlib
 import itertools
+import re
 import signal
 import socket
 import threading
-import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
+import httptools
 import httpx
 import orjson
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from services.channels.providers.sms import twilio_signature
 from shared.web import SERVER_KEEP_ALIVE_S
 
 
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+    params: dict[str, str] = field(default_factory=dict)  # from the route's pattern
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    media_type: str = "application/json"
+
+
+Handler = Callable[[Request], "Response | Awaitable[Response]"]
+
+
 def _json(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status, media_type="application/json")
+    return Response(status, orjson.dumps(body))
 
 
 @dataclass
@@ -52,20 +69,54 @@ class Received:
     webhook: list[dict[str, Any]] = field(default_factory=list)
 
 
+class Router:
+    """Routes as `(method, pattern, handler)`, `{name}` matching one path segment."""
+
+    def __init__(self, routes: list[tuple[str, str, Handler]]) -> None:
+        self._routes = [
+            (method, re.compile(re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(pattern)) + "$"),
+             handler)
+            for method, pattern, handler in routes
+        ]  # fmt: skip
+
+    def handle(self, request: Request) -> Response | Awaitable[Response]:
+        allowed = False
+        for method, pattern, handler in self._routes:
+            match = pattern.match(request.path)
+            if match is None:
+                continue
+            if method != request.method:
+                allowed = True
+                continue
+            return handler(
+                Request(request.method, request.path, request.headers, request.body,
+                        match.groupdict())
+            )  # fmt: skip
+        if allowed:
+            return _json({"detail": "Method Not Allowed"}, 405)
+        return _json({"detail": "Not Found"}, 404)
+
+
 def build_app(
     account_sid: str, auth_token: str, project: str, bearer: str, *, keep_bodies: bool = True,
     status_callbacks: bool = False,
-) -> tuple[Starlette, Received]:  # fmt: skip
+) -> tuple[Router, Received]:  # fmt: skip
     received = Received()
     ids = itertools.count(1)
     expected_basic = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
     callbacks: set[asyncio.Task[None]] = set()
     failing = {"count": 0, "status": 503, "slow": 0, "slow_s": 0}
 
-    async def lag() -> None:
+    async def late(response: Response) -> Response:
+        await asyncio.sleep(failing["slow_s"])
+        return response
+
+    def answer(response: Response) -> Response | Awaitable[Response]:
+        """The answer, or (`_slow`) the answer seconds late."""
         if failing["slow"] > 0:
             failing["slow"] -= 1
-            await asyncio.sleep(failing["slow_s"])
+            return late(response)
+        return response
 
     def outage() -> Response | None:
         if failing["count"] <= 0:
@@ -84,14 +135,14 @@ def build_app(
         with contextlib.suppress(httpx.HTTPError):
             await client[0].post(url, data=params, headers=headers)
 
-    async def sms(request: Request) -> Response:
-        if request.path_params["sid"] != account_sid or (
+    def sms(request: Request) -> Response | Awaitable[Response]:
+        if request.params["sid"] != account_sid or (
             request.headers.get("authorization") != expected_basic
         ):
             return _json({"code": 20003, "message": "Authenticate", "status": 401}, 401)
         if (down := outage()) is not None:
             return down
-        form = dict(parse_qsl((await request.body()).decode()))
+        form = dict(parse_qsl(request.body.decode()))
         for name in ("To", "From", "Body"):
             if not form.get(name):
                 return _json({"code": 21604, "message": f"A '{name}' is required",
@@ -105,22 +156,23 @@ def build_app(
             task = asyncio.create_task(callback(form["StatusCallback"], sid, form["To"]))
             callbacks.add(task)
             task.add_done_callback(callbacks.discard)
-        await lag()
-        return _json({"sid": sid, "status": "queued", "to": form["To"], "from": form["From"],
-                      "body": form["Body"], "account_sid": account_sid}, 201)  # fmt: skip
+        return answer(
+            _json({"sid": sid, "status": "queued", "to": form["To"], "from": form["From"],
+                   "body": form["Body"], "account_sid": account_sid}, 201)
+        )  # fmt: skip
 
-    async def account(request: Request) -> Response:
-        return _json({"sid": request.path_params["sid"], "status": "active"})
+    def account(request: Request) -> Response:
+        return _json({"sid": request.params["sid"], "status": "active"})
 
-    async def push(request: Request) -> Response:
-        if request.path_params["project"] != project or (
+    def push(request: Request) -> Response | Awaitable[Response]:
+        if request.params["project"] != project or (
             request.headers.get("authorization") != f"Bearer {bearer}"
         ):
             return _json({"error": {"code": 401, "status": "UNAUTHENTICATED"}}, 401)
         if (down := outage()) is not None:
             return down
         try:
-            body = orjson.loads(await request.body())
+            body = orjson.loads(request.body)
             token = body["message"]["token"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return _json({"error": {"code": 400, "status": "INVALID_ARGUMENT",
@@ -129,69 +181,175 @@ def build_app(
             return _json({"error": {"code": 404, "status": "NOT_FOUND",
                                     "details": [{"errorCode": "UNREGISTERED"}]}}, 404)  # fmt: skip
         received.push.append(body["message"] if keep_bodies else {"token": token})
-        await lag()
-        return _json({"name": f"projects/{project}/messages/{next(ids)}"})
+        return answer(_json({"name": f"projects/{project}/messages/{next(ids)}"}))
 
-    async def project_info(request: Request) -> Response:
-        return _json({"project": request.path_params["project"]})
+    def project_info(request: Request) -> Response:
+        return _json({"project": request.params["project"]})
 
-    async def hook(request: Request) -> Response:
-        body = await request.body()
+    def hook(request: Request) -> Response:
         received.webhook.append(
-            {"name": request.path_params["name"], "headers": dict(request.headers),
-             "body": body.decode("utf-8", "replace") if keep_bodies else ""}
+            {"name": request.params["name"], "headers": dict(request.headers),
+             "body": request.body.decode("utf-8", "replace") if keep_bodies else ""}
         )  # fmt: skip
         return _json({"ok": True})
 
-    app = Starlette(routes=[
-        Route("/2010-04-01/Accounts/{sid}/Messages.json", sms, methods=["POST"]),
-        Route("/2010-04-01/Accounts/{sid}.json", account, methods=["GET"]),
-        Route("/v1/projects/{project}/messages:send", push, methods=["POST"]),
-        Route("/v1/projects/{project}", project_info, methods=["GET"]),
-        Route("/hooks/{name}", hook, methods=["POST"]),
+    app = Router([
+        ("POST", "/2010-04-01/Accounts/{sid}/Messages.json", sms),
+        ("GET", "/2010-04-01/Accounts/{sid}.json", account),
+        ("POST", "/v1/projects/{project}/messages:send", push),
+        ("GET", "/v1/projects/{project}", project_info),
+        ("POST", "/hooks/{name}", hook),
         *_control_routes(received, failing),
     ])  # fmt: skip
     return app, received
 
 
-def _control_routes(received: Received, failing: dict[str, int]) -> list[Route]:
+def _control_routes(received: Received, failing: dict[str, int]) -> list[tuple[str, str, Handler]]:
     """What tests and the benchmark use: what arrived, and injected outages."""
 
-    async def listing(request: Request) -> Response:
-        kind = request.path_params["kind"]
+    def listing(request: Request) -> Response:
+        kind = request.params["kind"]
         if kind not in ("sms", "push", "webhook"):
             return _json({"error": "kind: one of sms, push, webhook"}, 404)
         return _json(getattr(received, kind))
 
-    async def counts(_: Request) -> Response:
+    def counts(_: Request) -> Response:
         return _json({"sms": len(received.sms), "push": len(received.push),
                       "webhook": len(received.webhook)})  # fmt: skip
 
-    async def fail(request: Request) -> Response:
-        body = orjson.loads(await request.body() or b"{}")
+    def fail(request: Request) -> Response:
+        body = orjson.loads(request.body or b"{}")
         failing["count"] = int(body.get("count", 1))
         failing["status"] = int(body.get("status", 503))
         return _json(failing)
 
-    async def slow(request: Request) -> Response:
-        body = orjson.loads(await request.body() or b"{}")
+    def slow(request: Request) -> Response:
+        body = orjson.loads(request.body or b"{}")
         failing["slow"] = int(body.get("count", 1))
         failing["slow_s"] = int(body.get("seconds", 5))
         return _json(failing)
 
-    async def reset(_: Request) -> Response:
+    def reset(_: Request) -> Response:
         received.sms.clear()
         received.push.clear()
         received.webhook.clear()
         return _json({"ok": True})
 
     return [
-        Route("/_received/{kind}", listing, methods=["GET"]),
-        Route("/_counts", counts, methods=["GET"]),
-        Route("/_reset", reset, methods=["POST"]),
-        Route("/_fail", fail, methods=["POST"]),
-        Route("/_slow", slow, methods=["POST"]),
+        ("GET", "/_received/{kind}", listing),
+        ("GET", "/_counts", counts),
+        ("POST", "/_reset", reset),
+        ("POST", "/_fail", fail),
+        ("POST", "/_slow", slow),
     ]
+
+
+class _HttpConnection(asyncio.Protocol):
+    """HTTP/1.1 with keep-alive over httptools, answering each request in order. Most
+    answers are ready at once and written from `data_received`; a late one (`_slow`) holds
+    the requests behind it until it is written."""
+
+    def __init__(self, router: Router, open_: set[_HttpConnection]) -> None:
+        self._router = router
+        self._open = open_
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self._queue: list[tuple[Request, bool]] = []
+        self._busy = False
+        self._pending: asyncio.Future[None] | None = None  # a late answer being awaited
+        self._idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._open.add(self)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        self._transport = None
+        self._open.discard(self)
+
+    def _arm(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        loop = asyncio.get_running_loop()
+        self._idle = loop.call_later(SERVER_KEEP_ALIVE_S, self._close)
+
+    def close(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._write(_json({"detail": "Bad Request"}, 400), keep_alive=False)
+
+    def on_message_begin(self) -> None:
+        self._url, self._headers, self._body = b"", {}, []
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        path = httptools.parse_url(self._url).path.decode("latin-1")
+        method = self._parser.get_method().decode()
+        request = Request(method, path, self._headers, b"".join(self._body))
+        self._queue.append((request, self._parser.should_keep_alive()))
+        if not self._busy:
+            self._next()
+
+    def _next(self) -> None:
+        while self._queue and self._transport is not None:
+            request, keep_alive = self._queue.pop(0)
+            try:
+                result = self._router.handle(request)
+            except Exception:  # a bug in a handler is the client's 500, not a dead server
+                result = _json({"detail": "Internal Server Error"}, 500)
+            if isinstance(result, Response):
+                self._write(result, keep_alive)
+                continue
+            self._busy = True
+            self._pending = asyncio.ensure_future(self._later(result, keep_alive))
+            return
+
+    async def _later(self, pending: Awaitable[Response], keep_alive: bool) -> None:
+        try:
+            response = await pending
+        except Exception:
+            response = _json({"detail": "Internal Server Error"}, 500)
+        self._busy = False
+        self._write(response, keep_alive)
+        self._next()
+
+    def _write(self, response: Response, keep_alive: bool) -> None:
+        if self._transport is None:
+            return
+        reason = HTTPStatus(response.status).phrase
+        head = (
+            f"HTTP/1.1 {response.status} {reason}\r\ncontent-type: {response.media_type}\r\n"
+            f"content-length: {len(response.body)}\r\n"
+            + ("" if keep_alive else "connection: close\r\n") + "\r\n"
+        )  # fmt: skip
+        self._transport.write(head.encode() + response.body)
+        if keep_alive:
+            self._arm()
+        else:
+            self._transport.close()
 
 
 @dataclass(frozen=True)
@@ -220,31 +378,42 @@ class LocalProviders:
         # for the client's delayed ACK (40 ms) between the two
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.host, self.port = self._sock.getsockname()[:2]
-        config = uvicorn.Config(
-            self.app, log_config=None, access_log=False, lifespan="off",
-            timeout_keep_alive=SERVER_KEEP_ALIVE_S,
-        )  # fmt: skip
-        self._server = uvicorn.Server(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._started = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> LocalProviders:
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._server.serve(sockets=[self._sock])), daemon=True
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        connections: set[_HttpConnection] = set()
+        server = await self._loop.create_server(
+            lambda: _HttpConnection(self.app, connections), sock=self._sock
         )
+        self._started.set()
+        try:
+            await self._stopping.wait()
+        finally:
+            server.close()
+            for connection in list(connections):  # kept-alive ones too: none outlives stop()
+                connection.close()
+            await server.wait_closed()
+
+    def start(self) -> LocalProviders:
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise TimeoutError("local providers did not start")
-            time.sleep(0.01)
+        if not self._started.wait(10):
+            raise TimeoutError("local providers did not start")
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
+        if self._loop is not None and self._stopping is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                self._loop.call_soon_threadsafe(self._stopping.set)
         if self._thread is not None:
             self._thread.join(10)
         self._sock.close()

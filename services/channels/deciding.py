@@ -49,7 +49,8 @@ async def claim(
     await repository.upsert_contacts(conn, carried)
     unique = list({r.dispatch_id: r for r in requests}.values())
     fresh = await repository.claim_attempts(conn, [_attempt_row(r) for r in unique])
-    return await _decide(conn, [r for r in unique if r.dispatch_id in fresh], config, now)
+    todo = [r for r in unique if r.dispatch_id in fresh]
+    return await _decide(conn, todo, config, now, were_deferred=False)
 
 
 async def decide_due(
@@ -71,8 +72,9 @@ def _ignores_caps(request: DispatchRequest, exempt_journeys: frozenset[str]) -> 
 
 
 async def _decide(
-    conn: AsyncConnection, todo: Sequence[DispatchRequest], config: PolicyConfig, now: datetime
-) -> list[Claimed]:
+    conn: AsyncConnection, todo: Sequence[DispatchRequest], config: PolicyConfig, now: datetime,
+    *, were_deferred: bool = True,
+) -> list[Claimed]:  # fmt: skip
     if not todo:
         return []
     ids = sorted({r.profile_id for r in todo})
@@ -109,5 +111,5 @@ async def _decide(
         DECISIONS.labels(r.channel, d.outcome, d.reason).inc()
         if d.send and d.address:
             claimed.append(Claimed(r, dict(profiles.get(r.profile_id, {})), d.address))
-    await repository.save_decisions(conn, rows, now)
+    await repository.save_decisions(conn, rows, now, were_deferred=were_deferred)
     return claimed

@@ -189,7 +189,7 @@ def template_variables(
         "profile": profile,
         "event": data.get("event") or {},
         "journey": data.get("journey") or {},
-        "links": dict(links or {}),
+        "links": links if links is not None else {},  # as given: `Links` signs on first read
         "message": dict(message or {}),
         "overrides": data.get("overrides") or {},  # the journey step's (e.g. a discount)
     }
