@@ -225,6 +225,7 @@ class OutboxRelay:
     async def _run(self) -> None:
         delay = self._poll
         while True:
+            self._wake.clear()  # a wake from here on (a commit that completed) is not lost
             try:
                 published = await self.publish_fresh()
                 if not self._fresh:
@@ -240,12 +241,12 @@ class OutboxRelay:
                 delay = min(delay * 2, 10.0)
             if published >= self._batch or (self._fresh and published):
                 continue
-            if self._fresh:
-                await asyncio.sleep(0.005)  # a commit on its way to becoming visible
-                continue
-            self._wake.clear()
+            # Records of a commit on its way to becoming visible (the hook runs before the
+            # COMMIT reaches the server): try again when its caller wakes us once the commit
+            # returned, or after 5 ms.
+            wait = 0.005 if self._fresh else delay
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
 
 
 def _record(row: Any) -> OutRecord:
