@@ -115,14 +115,13 @@ def decision_changes(
         )
         for kind, seg_ids in kinds:
             for seg_id in seg_ids:
-                changes.history.append((d.profile_id, seg_id, kind, version))
                 out.append(
                     change_record(
                         d.profile_id, seg_id, kind, snap, now=now, cause=cause or str(version)
                     )
                 )
         changes.entered += [(d.profile_id, s, version) for s in d.entered]
-        changes.exited += [(d.profile_id, s) for s in d.exited]
+        changes.exited += [(d.profile_id, s, version) for s in d.exited]
         if timers is None:
             changes.due += [(d.profile_id, s, at) for s, at in d.timers]
             changes.cleared += [(d.profile_id, s) for s in d.cleared]

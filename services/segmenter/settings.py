@@ -8,6 +8,14 @@ from shared.settings import Settings
 
 
 class SegmenterSettings(Settings):
+    kafka_poll_timeout_ms: int = Field(
+        default=20,
+        description="Longest wait for a batch, also the broker's longest fetch wait. Shorter "
+        "than the services' 100 ms: a segment change is wanted within 100 ms of its profile "
+        "event, and a broker that holds a fetch for its whole wait (the embedded Tansu does) "
+        "would spend a fifth of that before the segmenter sees the event. An idle segmenter "
+        "asks the broker 50 times a second.",
+    )
     segmenter_clock_interval_s: float = Field(
         default=1.0, description="How often the clock loop looks for due segment timers."
     )
