@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from shared.contracts import DispatchRequest
+from shared.contracts import DispatchRequest, ProfileSnapshot
 
 HISTORY_LIMIT = 100
 CounterKey = tuple[str, int, str, str, str]  # journey, version, step ("" = journey), metric, label
@@ -178,6 +178,17 @@ class Effects:
     webhooks: list[WebhookCall] = field(default_factory=list)
     counters: Counter[CounterKey] = field(default_factory=Counter)
     lateness_s: list[float] = field(default_factory=list)
+    docs: dict[int, tuple[ProfileSnapshot, dict[str, Any]]] = field(default_factory=dict)
+
+    def doc(self, profile: ProfileSnapshot) -> dict[str, Any]:
+        """`profile.model_dump(mode="json")`, once per snapshot in a batch (conditions, date
+        triggers and waits until a time of day all read it). Read-only: it is shared."""
+        hit = self.docs.get(id(profile))
+        if hit is not None and hit[0] is profile:
+            return hit[1]
+        doc = profile.model_dump(mode="json")
+        self.docs[id(profile)] = profile, doc  # holding the snapshot keeps its id unique
+        return doc
 
     def count(self, inst: Instance, step: str, metric: str, label: str = "") -> None:
         self.counters[(inst.journey_id, inst.version, step, metric, label)] += 1
