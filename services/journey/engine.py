@@ -30,8 +30,7 @@ from services.journey.dsl import (
     WebhookStep,
 )
 from services.journey.durations import parse_duration
-from services.journey.state import Effects, Instance, Timer, WebhookCall
-from shared.contracts import DispatchRequest, ProfileSnapshot
+from services.journey.state import Dispatch, Effects, Instance, Profile, Timer, WebhookCall
 from shared.customer_time import customer_zone
 
 _NAMESPACE = uuid.UUID("6f1c3a52-8f0e-4a8e-9d57-3b7c1b7f0a11")
@@ -71,7 +70,7 @@ class Engine:
         self,
         cj: CompiledJourney,
         inst: Instance,
-        profile: ProfileSnapshot,
+        profile: Profile,
         now: datetime,
         fx: Effects,
     ) -> None:
@@ -93,7 +92,7 @@ class Engine:
         cj: CompiledJourney,
         inst: Instance,
         event: dict[str, Any],
-        profile: ProfileSnapshot,
+        profile: Profile,
         now: datetime,
         fx: Effects,
         held: bool = False,
@@ -169,7 +168,7 @@ class Engine:
         inst: Instance,
         token: str,
         due: datetime,
-        profile: ProfileSnapshot,
+        profile: Profile,
         now: datetime,
         fx: Effects,
     ) -> None:
@@ -205,7 +204,7 @@ class Engine:
         cj: CompiledJourney,
         inst: Instance,
         target: str | None,
-        profile: ProfileSnapshot,
+        profile: Profile,
         now: datetime,
         fx: Effects,
     ) -> None:
@@ -219,7 +218,7 @@ class Engine:
         cj: CompiledJourney,
         inst: Instance,
         start: str,
-        profile: ProfileSnapshot,
+        profile: Profile,
         now: datetime,
         fx: Effects,
     ) -> None:
@@ -278,7 +277,7 @@ class Engine:
         cj: CompiledJourney,
         inst: Instance,
         step: BranchStep,
-        profile: ProfileSnapshot,
+        profile: Profile,
         now: datetime,
         fx: Effects,
     ) -> str | None:
@@ -298,7 +297,7 @@ class Engine:
         inst: Instance,
         step: WaitStep | WaitForEventStep,
         visit: int,
-        profile: ProfileSnapshot,
+        profile: Profile,
         now: datetime,
         fx: Effects,
     ) -> None:
@@ -325,7 +324,7 @@ class Engine:
     def _due(
         self,
         step: WaitStep | WaitForEventStep,
-        profile: ProfileSnapshot,
+        profile: Profile,
         now: datetime,
         fx: Effects,
     ) -> datetime:
@@ -368,7 +367,7 @@ class Engine:
         self,
         cj: CompiledJourney,
         inst: Instance,
-        profile: ProfileSnapshot,
+        profile: Profile,
         event: dict[str, Any],
         fx: Effects,
     ) -> dict[str, Any]:
@@ -390,9 +389,9 @@ class Engine:
         inst: Instance,
         step: SendStep,
         visit: int,
-        profile: ProfileSnapshot,
+        profile: Profile,
         now: datetime,
-    ) -> DispatchRequest:
+    ) -> Dispatch:
         data: dict[str, Any] = {
             "event": inst.trigger,
             "journey": {
@@ -408,19 +407,19 @@ class Engine:
             data["overrides"] = step.overrides
         if step.survey:
             data["survey"] = step.survey
-        return DispatchRequest(
-            dispatch_id=effect_id(inst, step.id, visit),
-            profile_id=inst.profile_id,
-            channel=step.channel,
-            message_type=step.message_type,
-            template=step.template,
-            journey_id=cj.journey.id,
-            journey_version=cj.journey.version,
-            step_id=step.id,
-            priority=cj.journey.priority,
-            data=data,
-            profile=profile,
-            requested_at=now,
+        return Dispatch(
+            effect_id(inst, step.id, visit),
+            inst.profile_id,
+            step.channel,
+            step.message_type,
+            step.template,
+            cj.journey.id,
+            cj.journey.version,
+            step.id,
+            cj.journey.priority,
+            data,
+            profile,
+            now,
         )
 
     def _identify(  # noqa: PLR0917
@@ -429,7 +428,7 @@ class Engine:
         inst: Instance,
         step: UpdateProfileStep,
         visit: int,
-        profile: ProfileSnapshot,
+        profile: Profile,
         now: datetime,
         fx: Effects,
     ) -> None:

@@ -14,7 +14,7 @@ from services.journey.engine import Engine, instance_id
 from services.journey.registry import Registry
 from services.journey.repository import Due
 from services.journey.service import next_date, schedule_timers
-from services.journey.state import Timer
+from services.journey.state import Profile, Timer
 from services.journey.work import Work
 from shared.contracts import ProfileSnapshot
 from shared.kafka import OutRecord
@@ -68,7 +68,7 @@ async def _waits(conn: AsyncConnection, work: Work, steps: list[Due], done: list
     work.hold(loaded)
     held = work.instances
     missing = await repository.existing_instances(conn, [i for i in wanted if i not in held])
-    profiles = await repository.load_profiles(conn, {i.profile_id for i in loaded})
+    profiles = await repository.load_stored_profiles(conn, {i.profile_id for i in loaded})
     fired = 0
     for timer in steps:
         inst = held.get(timer.instance_id) if timer.instance_id else None
@@ -82,7 +82,7 @@ async def _waits(conn: AsyncConnection, work: Work, steps: list[Due], done: list
                 done.append(timer.timer_id)  # archived meanwhile: nothing left to do
             continue  # a version this replica has not loaded yet: the next pass
         done.append(timer.timer_id)
-        profile = profiles.get(inst.profile_id) or _bare(inst.profile_id, now)
+        profile: Profile = profiles.get(inst.profile_id) or _bare(inst.profile_id, now)
         engine.on_timer(cj, inst, timer.token or "", timer.due_at, profile, now, work.fx)
         work.touch(inst)
         fired += 1

@@ -31,7 +31,7 @@ from services.journey.models import (
     timers,
     webhook_calls,
 )
-from services.journey.state import CounterKey, Instance, Timer
+from services.journey.state import CounterKey, Instance, StoredProfile, Timer
 from shared.contracts import ProfileSnapshot
 from shared.db import driver_connection
 
@@ -104,6 +104,20 @@ async def load_profiles(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, 
     )
     parse = ProfileSnapshot.model_validate_json
     return {r[0]: parse(r[1]) for r in rows}
+
+
+async def load_stored_profiles(
+    conn: AsyncConnection, ids: Iterable[str]
+) -> dict[str, StoredProfile]:
+    """Snapshots as their JSON text (validated when they were written), decoded on use."""
+    wanted = list(set(ids))
+    if not wanted:
+        return {}
+    rows = await (await pg(conn)).fetch(
+        f"SELECT profile_id, snapshot::text FROM {S}.profiles WHERE profile_id = ANY($1::text[])",
+        wanted,
+    )
+    return {r[0]: StoredProfile(r[0], r[1]) for r in rows}
 
 
 # -- instances --------------------------------------------------------------------------
