@@ -42,6 +42,7 @@ _INSTANCE_COLUMNS = (
 )
 
 
+_SNAPSHOT_JSON = ProfileSnapshot.__pydantic_serializer__.to_json
 pg = driver_connection  # short: every hot statement below starts with it
 
 
@@ -70,10 +71,10 @@ async def prune_seen(conn: AsyncConnection, before: datetime) -> int:
 async def save_profiles(
     conn: AsyncConnection,
     snapshots: Iterable[ProfileSnapshot],
-    doc: Callable[[ProfileSnapshot], dict[str, Any]] | None = None,
+    encode: Callable[[ProfileSnapshot], str] | None = None,
 ) -> None:
-    """Keep the newest snapshot of each customer (timers and schedules run on it). `doc` is
-    the batch's `model_dump(mode="json")` when it already has one."""
+    """Keep the newest snapshot of each customer (timers and schedules run on it). `encode`
+    gives a snapshot's JSON text (the batch's `Effects.json`, which reuses its dumps)."""
     latest: dict[str, ProfileSnapshot] = {}
     for s in snapshots:
         if s.profile_id not in latest or s.version >= latest[s.profile_id].version:
@@ -81,7 +82,7 @@ async def save_profiles(
     if not latest:
         return
     ordered = sorted(latest.items())
-    dump = doc or (lambda s: s.model_dump(mode="json"))
+    text = encode or (lambda s: _SNAPSHOT_JSON(s).decode())
     await (await pg(conn)).execute(
         f"INSERT INTO {S}.profiles AS p (profile_id, version, snapshot)"
         " SELECT i, v, s::jsonb FROM unnest($1::text[], $2::bigint[], $3::text[]) AS x(i, v, s)"
@@ -89,7 +90,7 @@ async def save_profiles(
         " snapshot = excluded.snapshot WHERE p.version <= excluded.version",
         [p for p, _ in ordered],
         [s.version for _, s in ordered],
-        [_json(dump(s)) for _, s in ordered],
+        [text(s) for _, s in ordered],
     )
 
 

@@ -121,7 +121,7 @@ async def _plan_dates(  # noqa: PLR0917
         registry.planned_dates[(t.journey_id, t.profile_id or "")] = t.due_at
     wanted = {t.profile_id for t in moved}
     saved = [*keep, *(s for s in snapshots if s.profile_id in wanted)]
-    await repository.save_profiles(conn, saved, fx.doc if fx is not None else None)
+    await repository.save_profiles(conn, saved, fx.json if fx is not None else None)
     await repository.schedule(conn, moved)
 
 

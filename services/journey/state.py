@@ -175,6 +175,7 @@ class StoredProfile:
         return ProfileSnapshot.model_validate_json(self.raw)
 
 
+_SNAPSHOT_JSON = ProfileSnapshot.__pydantic_serializer__.to_json
 Profile = ProfileSnapshot | StoredProfile
 """A customer as the engine reads them: decoded from a record, or as stored."""
 
@@ -183,7 +184,7 @@ def snapshot_of(profile: Profile) -> ProfileSnapshot:
     return profile.snapshot() if isinstance(profile, StoredProfile) else profile
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Dispatch:
     """A send the engine asks for: the fields of `DispatchRequest`, encoded straight to the
     record's JSON (no model built and validated per message, the stored profile copied as
@@ -282,6 +283,14 @@ class Effects:
         doc = profile.model_dump(mode="json")
         self.docs[id(profile)] = profile, doc  # holding the snapshot keeps its id unique
         return doc
+
+    def json(self, profile: ProfileSnapshot) -> str:
+        """The snapshot's JSON text for the database: from the batch's dump when there is one,
+        else pydantic's own encoder (twice as fast as dumping a dict and encoding that)."""
+        hit = self.docs.get(id(profile))
+        if hit is not None and hit[0] is profile:
+            return orjson.dumps(hit[1], option=orjson.OPT_NON_STR_KEYS).decode()
+        return _SNAPSHOT_JSON(profile).decode()
 
     def count(self, inst: Instance, step: str, metric: str, label: str = "") -> None:
         self.counters[(inst.journey_id, inst.version, step, metric, label)] += 1

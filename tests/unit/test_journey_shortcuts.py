@@ -100,3 +100,18 @@ def test_conditions_get_only_the_variables_they_read() -> None:
     assert cj.holds(
         branch, {"profile": {"traits": {"vip": True}}, "journey": {"group": "treatment"}}
     )
+
+
+def test_conditions_reading_only_event_properties_get_only_them() -> None:
+    cj = CompiledJourney(
+        Journey.model_validate({
+            "id": "c", "name": "c", "version": 1,
+            "trigger": {"event": "E", "condition": "has(event.properties.cart_id)"},
+            "exit_on": [{"event": "F", "condition": "event.event == 'F'"}],
+            "steps": [{"id": "s", "type": "send", "channel": "email", "template": "t"}],
+        })
+    )  # fmt: skip
+    event = {"type": "track", "event": "F", "properties": {"cart_id": "c"}}
+    assert cj.holds("has(event.properties.cart_id)", {"event": event})
+    assert not cj.holds("has(event.properties.cart_id)", {"event": {"event": "E"}})
+    assert cj.holds("event.event == 'F'", {"event": event})  # not pruned: reads `event.event`
