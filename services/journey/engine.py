@@ -56,6 +56,8 @@ def effect_id(inst: Instance, step: str, visit: int) -> str:
 
 
 def in_holdout(journey_id: str, profile_id: str, percent: float) -> bool:
+    if percent <= 0:  # most journeys: no draw (a blake2b per entry) needed
+        return False
     return timing.bucket("holdout", journey_id, profile_id) < percent * 100
 
 

@@ -13,7 +13,7 @@ from services.journey.dsl import ScheduleTrigger
 from services.journey.engine import Engine, instance_id
 from services.journey.registry import Registry
 from services.journey.repository import Due
-from services.journey.service import next_date, schedule_timers
+from services.journey.service import next_date_of, schedule_timers
 from services.journey.state import Profile, Timer
 from services.journey.work import Work
 from shared.contracts import ProfileSnapshot
@@ -119,7 +119,7 @@ async def _entries(
             profile = profiles[t.profile_id]
             if candidates.get(t.timer_id) not in already:
                 work.try_enter(cj, profile, f"date:{t.token}", trigger)
-            following = next_date(cj, profile.model_dump(mode="json"), now + timedelta(days=1))
+            following = next_date_of(cj, profile, now + timedelta(days=1))
             if following is not None:
                 again.append(
                     Timer(

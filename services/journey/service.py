@@ -206,7 +206,7 @@ def date_timers(
         for pid, snapshot in latest.items():
             last = last_entry.get(pid, {}).get(cj.journey.id)
             since = max(now, last + timedelta(days=1)) if last else now
-            occurrence = _next_date_of(cj, snapshot, since)
+            occurrence = next_date_of(cj, snapshot, since)
             if occurrence is None:
                 continue
             due = occurrence
@@ -226,7 +226,7 @@ def date_timers(
     return out
 
 
-def _next_date_of(
+def next_date_of(
     cj: CompiledJourney, snapshot: ProfileSnapshot, since: datetime
 ) -> datetime | None:
     """`next_date` of a snapshot, remembered per journey version for the (date, time zone)

@@ -13,7 +13,7 @@ from services.journey.compiled import CompiledJourney
 from services.journey.consumer import _profile_event
 from services.journey.dsl import Journey
 from services.journey.engine import _NAMESPACE, instance_id
-from services.journey.service import _next_date_of, next_date
+from services.journey.service import next_date, next_date_of
 from shared.consumer import Record
 from shared.contracts import ProfileEventRecord, ProfileSnapshot
 
@@ -73,7 +73,7 @@ def test_remembered_occurrences_are_the_computed_ones(yearly: bool) -> None:
     while since < datetime(2028, 6, 1, tzinfo=UTC):
         for person in people:
             expected = next_date(cj, person.model_dump(mode="json"), since)
-            assert _next_date_of(cj, person, since) == expected, (person.traits, since)
+            assert next_date_of(cj, person, since) == expected, (person.traits, since)
         since += timedelta(hours=7)
 
 
