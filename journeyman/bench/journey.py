@@ -123,15 +123,16 @@ def _traffic(count: int, run: str, seed: int = 7) -> list[tuple[bytes | None, by
     return out
 
 
-async def _consume_all(app: Any, total: int) -> Throughput:
+async def _consume_all(app: Any, total: int) -> tuple[Throughput, float]:
+    """The consumer's throughput, and the CPU seconds this process spent meanwhile."""
     consumer = app.state.runtime.consumers[0]
-    first_seen, base = 0.0, 0
+    first_seen, base, cpu = 0.0, 0, 0.0
     while consumer.processed < total:
         await asyncio.sleep(0.02)
         if not first_seen and consumer.processed:
-            first_seen, base = time.perf_counter(), consumer.processed
+            first_seen, base, cpu = time.perf_counter(), consumer.processed, time.process_time()
     elapsed = time.perf_counter() - first_seen if first_seen else 0.0
-    return Throughput(total - base, elapsed)
+    return Throughput(total - base, elapsed), time.process_time() - cpu
 
 
 async def _outbox_drained(dsn: str) -> None:
@@ -248,7 +249,7 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         worker = app.state.runtime.state["timers"]
-        through = await _consume_all(app, count)
+        through, consume_cpu_s = await _consume_all(app, count)
         await _outbox_drained(dsn)
         latencies = await _latency(bootstrap, run, LATENCY_EVENTS[size])
         await _outbox_drained(dsn)
@@ -263,7 +264,9 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
         fired_before = worker.fired  # before seeding: the worker starts on them at the commit
         past = datetime.now(UTC) - timedelta(hours=1)
         visible = await _seed_waiting(dsn, f"{run}-due", backlog, past, 0)
+        cpu = time.process_time()
         drain_s = await _drained(dsn, f"{run}-due", 1_800, visible)
+        drain_cpu_s = time.process_time() - cpu
         fired = worker.fired - fired_before
     ratio = through.per_second / baseline.per_second if baseline.per_second else 0.0
     return {
@@ -284,6 +287,10 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
         "backlog_fired": fired,
         "backlog_drain_s": round(drain_s, 1),
         "timer_firings_per_s": round(backlog / drain_s, 1) if drain_s else 0.0,
+        # CPU of the journey process (consumer, worker, relay and producer together) per
+        # event and per firing: steadier than rates on a shared machine.
+        "cpu_us_per_event": round(consume_cpu_s / max(through.events, 1) * 1e6, 1),
+        "cpu_us_per_firing": round(drain_cpu_s / max(fired, 1) * 1e6, 1),
     }
 
 
@@ -312,5 +319,7 @@ def run(size: str, json_path: Path | None, console: Console) -> None:
         ("timer lateness p99 ms", figures["timer_lateness_p99_ms"]),
         (f"{figures['backlog_timers']:,} due timers drained, s", figures["backlog_drain_s"]),
         ("timer firings/s", figures["timer_firings_per_s"]),
+        ("journey process CPU µs per event", figures["cpu_us_per_event"]),
+        ("journey process CPU µs per firing", figures["cpu_us_per_firing"]),
     ]
     report(console, "journeyman bench journey", rows, figures, json_path)

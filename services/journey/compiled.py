@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+
+import cel
 
 from services.journey.dsl import Journey, Step
 from services.journey.durations import parse_duration
@@ -17,7 +20,13 @@ class CompiledJourney:
     steps: dict[str, Step] = field(init=False)
     following: dict[str, str | None] = field(init=False)
     events: set[str] = field(init=False)
-    _conditions: dict[str, Condition] = field(init=False, default_factory=dict)
+    memo: dict[tuple[str | None, str | None], tuple[datetime, datetime]] = field(
+        init=False, default_factory=dict, repr=False
+    )
+    """Date triggers: (date trait, time zone trait) -> (since, the occurrence found then)."""
+    _conditions: dict[str, tuple[Condition, frozenset[str], bool]] = field(
+        init=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         steps = self.journey.steps
@@ -26,7 +35,8 @@ class CompiledJourney:
             s.id: (steps[i + 1].id if i + 1 < len(steps) else None) for i, s in enumerate(steps)
         }
         for source in self._sources():
-            self._conditions[source] = Condition(source)
+            names = frozenset(cel.compile(source).variables())
+            self._conditions[source] = Condition(source), names, _event_properties_only(source)
         self.events = self._listened()
 
     @classmethod
@@ -42,8 +52,23 @@ class CompiledJourney:
         return self.journey.steps[0].id
 
     def holds(self, source: str | None, variables: dict[str, Any]) -> bool:
-        """A condition of this journey (None: always true)."""
-        return source is None or self._conditions[source].holds(variables)
+        """A condition of this journey (None: always true). Only the variables the condition
+        names are handed to CEL: converting each to CEL values is most of an evaluation's cost
+        (a profile ~40 µs, the whole context ~100 µs, where the event alone costs ~35)."""
+        if source is None:
+            return True
+        condition, names, properties_only = self._conditions[source]
+        given = {k: v for k, v in variables.items() if k in names}
+        if properties_only and "event" in given:
+            # The condition reads nothing of the event but its properties: the rest of the
+            # message (ids, timestamps, context) need not be converted to CEL values.
+            event = given["event"]
+            given["event"] = {"properties": event["properties"]} if "properties" in event else {}
+        return condition.holds(given)
+
+    def uses(self, source: str | None, name: str) -> bool:
+        """Whether a condition reads this top-level variable (None: reads nothing)."""
+        return source is not None and name in self._conditions[source][1]
 
     def goal_window(self) -> timedelta | None:
         return parse_duration(self.journey.goal.within) if self.journey.goal else None
@@ -68,3 +93,13 @@ class CompiledJourney:
             out.append(getattr(step, "condition", None))
             out += [c.condition for c in getattr(step, "cases", [])]
         return [s for s in out if s]
+
+
+_EVENT = re.compile(r"\bevent\b")
+_EVENT_PROPERTIES = re.compile(r"\bevent\.properties\b")
+
+
+def _event_properties_only(source: str) -> bool:
+    """Whether every `event` in the source is `event.properties` (conservative: an `event`
+    anywhere else, even in a string or another field's name, says no)."""
+    return len(_EVENT.findall(source)) == len(_EVENT_PROPERTIES.findall(source))

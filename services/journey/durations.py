@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import lru_cache
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
@@ -14,8 +15,10 @@ _ISO = re.compile(r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)
 PATTERN = r"^(\d+[wdhms])+$|^P(\d+W)?(\d+D)?(T(\d+H)?(\d+M)?(\d+S)?)?$"
 
 
+@lru_cache(maxsize=1024)
 def parse_duration(text: str) -> timedelta:
-    """`1d12h` -> 36 hours; raises ValueError on anything else (or on zero)."""
+    """`1d12h` -> 36 hours; raises ValueError on anything else (or on zero). Remembered: a
+    journey's few durations are parsed once, not once per instance moved."""
     match = _SHORT.match(text) or _ISO.match(text)
     if not match or not any(match.groups()):
         raise ValueError(f"{text!r} is not a duration (write e.g. 30m, 4h, 3d, 2w or P3D)")

@@ -13,8 +13,8 @@ from services.journey.dsl import ScheduleTrigger
 from services.journey.engine import Engine, instance_id
 from services.journey.registry import Registry
 from services.journey.repository import Due
-from services.journey.service import next_date, schedule_timers
-from services.journey.state import Timer
+from services.journey.service import next_date_of, schedule_timers
+from services.journey.state import Profile, Timer
 from services.journey.work import Work
 from shared.contracts import ProfileSnapshot
 from shared.kafka import OutRecord
@@ -68,7 +68,7 @@ async def _waits(conn: AsyncConnection, work: Work, steps: list[Due], done: list
     work.hold(loaded)
     held = work.instances
     missing = await repository.existing_instances(conn, [i for i in wanted if i not in held])
-    profiles = await repository.load_profiles(conn, {i.profile_id for i in loaded})
+    profiles = await repository.load_stored_profiles(conn, {i.profile_id for i in loaded})
     fired = 0
     for timer in steps:
         inst = held.get(timer.instance_id) if timer.instance_id else None
@@ -82,7 +82,7 @@ async def _waits(conn: AsyncConnection, work: Work, steps: list[Due], done: list
                 done.append(timer.timer_id)  # archived meanwhile: nothing left to do
             continue  # a version this replica has not loaded yet: the next pass
         done.append(timer.timer_id)
-        profile = profiles.get(inst.profile_id) or _bare(inst.profile_id, now)
+        profile: Profile = profiles.get(inst.profile_id) or _bare(inst.profile_id, now)
         engine.on_timer(cj, inst, timer.token or "", timer.due_at, profile, now, work.fx)
         work.touch(inst)
         fired += 1
@@ -119,7 +119,7 @@ async def _entries(
             profile = profiles[t.profile_id]
             if candidates.get(t.timer_id) not in already:
                 work.try_enter(cj, profile, f"date:{t.token}", trigger)
-            following = next_date(cj, profile.model_dump(mode="json"), now + timedelta(days=1))
+            following = next_date_of(cj, profile, now + timedelta(days=1))
             if following is not None:
                 again.append(
                     Timer(

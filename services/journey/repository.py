@@ -12,7 +12,7 @@ firings costs a handful of statements and no per-row SQLAlchemy compilation.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -31,9 +31,9 @@ from services.journey.models import (
     timers,
     webhook_calls,
 )
-from services.journey.state import CounterKey, Instance, Timer
+from services.journey.state import CounterKey, Instance, StoredProfile, Timer
 from shared.contracts import ProfileSnapshot
-from shared.db import any_of, driver_connection
+from shared.db import driver_connection
 
 S = "journey"
 _INSTANCE_COLUMNS = (
@@ -42,6 +42,7 @@ _INSTANCE_COLUMNS = (
 )
 
 
+_SNAPSHOT_JSON = ProfileSnapshot.__pydantic_serializer__.to_json
 pg = driver_connection  # short: every hot statement below starts with it
 
 
@@ -53,9 +54,12 @@ async def mark_seen(conn: AsyncConnection, message_ids: Sequence[str]) -> set[st
     """Record message ids; return those not seen before (the others are redeliveries)."""
     if not message_ids:
         return set()
-    stmt = insert(seen_messages).on_conflict_do_nothing().returning(seen_messages.c.message_id)
-    rows = [{"message_id": m} for m in sorted(set(message_ids))]
-    return set((await conn.execute(stmt, rows)).scalars())
+    rows = await (await pg(conn)).fetch(
+        f"INSERT INTO {S}.seen_messages (message_id) SELECT * FROM unnest($1::text[])"
+        " ON CONFLICT DO NOTHING RETURNING message_id",
+        sorted(set(message_ids)),
+    )
+    return {r[0] for r in rows}
 
 
 async def prune_seen(conn: AsyncConnection, before: datetime) -> int:
@@ -64,25 +68,30 @@ async def prune_seen(conn: AsyncConnection, before: datetime) -> int:
 
 
 # -- profiles projection ----------------------------------------------------------------
-async def save_profiles(conn: AsyncConnection, snapshots: Iterable[ProfileSnapshot]) -> None:
-    """Keep the newest snapshot of each customer (timers and schedules run on it)."""
+async def save_profiles(
+    conn: AsyncConnection,
+    snapshots: Iterable[ProfileSnapshot],
+    encode: Callable[[ProfileSnapshot], str] | None = None,
+) -> None:
+    """Keep the newest snapshot of each customer (timers and schedules run on it). `encode`
+    gives a snapshot's JSON text (the batch's `Effects.json`, which reuses its dumps)."""
     latest: dict[str, ProfileSnapshot] = {}
     for s in snapshots:
         if s.profile_id not in latest or s.version >= latest[s.profile_id].version:
             latest[s.profile_id] = s
     if not latest:
         return
-    stmt = insert(profiles)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[profiles.c.profile_id],
-        set_={"version": stmt.excluded.version, "snapshot": stmt.excluded.snapshot},
-        where=profiles.c.version <= stmt.excluded.version,
+    ordered = sorted(latest.items())
+    text = encode or (lambda s: _SNAPSHOT_JSON(s).decode())
+    await (await pg(conn)).execute(
+        f"INSERT INTO {S}.profiles AS p (profile_id, version, snapshot)"
+        " SELECT i, v, s::jsonb FROM unnest($1::text[], $2::bigint[], $3::text[]) AS x(i, v, s)"
+        " ON CONFLICT (profile_id) DO UPDATE SET version = excluded.version,"
+        " snapshot = excluded.snapshot WHERE p.version <= excluded.version",
+        [p for p, _ in ordered],
+        [s.version for _, s in ordered],
+        [text(s) for _, s in ordered],
     )
-    rows = [
-        {"profile_id": p, "version": s.version, "snapshot": s.model_dump(mode="json")}
-        for p, s in sorted(latest.items())
-    ]
-    await conn.execute(stmt, rows)
 
 
 async def load_profiles(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, ProfileSnapshot]:
@@ -96,6 +105,20 @@ async def load_profiles(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, 
     )
     parse = ProfileSnapshot.model_validate_json
     return {r[0]: parse(r[1]) for r in rows}
+
+
+async def load_stored_profiles(
+    conn: AsyncConnection, ids: Iterable[str]
+) -> dict[str, StoredProfile]:
+    """Snapshots as their JSON text (validated when they were written), decoded on use."""
+    wanted = list(set(ids))
+    if not wanted:
+        return {}
+    rows = await (await pg(conn)).fetch(
+        f"SELECT profile_id, snapshot::text FROM {S}.profiles WHERE profile_id = ANY($1::text[])",
+        wanted,
+    )
+    return {r[0]: StoredProfile(r[0], r[1]) for r in rows}
 
 
 # -- instances --------------------------------------------------------------------------
@@ -229,13 +252,13 @@ async def last_entries(
     out: dict[str, dict[str, datetime]] = {}
     if not wanted:
         return out
-    rows = await conn.execute(
-        select(entries.c.profile_id, entries.c.journey_id, entries.c.last_entered_at).where(
-            any_of(entries.c.profile_id, wanted)
-        )
+    rows = await (await pg(conn)).fetch(
+        f"SELECT profile_id, journey_id, last_entered_at FROM {S}.entries"
+        " WHERE profile_id = ANY($1::text[])",
+        wanted,
     )
-    for r in rows:
-        out.setdefault(r.profile_id, {})[r.journey_id] = r.last_entered_at
+    for profile_id, journey_id, at in rows:
+        out.setdefault(profile_id, {})[journey_id] = at
     return out
 
 
@@ -248,21 +271,18 @@ async def record_entries(conn: AsyncConnection, made: Sequence[tuple[str, str, d
     for journey_id, profile_id, at in made:
         latest[(journey_id, profile_id)] = max(at, latest.get((journey_id, profile_id), at))
         times[(journey_id, profile_id)] += 1
-    stmt = insert(entries)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[entries.c.journey_id, entries.c.profile_id],
-        set_={
-            "last_entered_at": func.greatest(
-                entries.c.last_entered_at, stmt.excluded.last_entered_at
-            ),
-            "times": entries.c.times + stmt.excluded.times,
-        },
+    ordered = sorted(latest.items())
+    await (await pg(conn)).execute(
+        f"INSERT INTO {S}.entries AS e (journey_id, profile_id, last_entered_at, times)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[])"
+        " ON CONFLICT (journey_id, profile_id) DO UPDATE SET"
+        " last_entered_at = greatest(e.last_entered_at, excluded.last_entered_at),"
+        " times = e.times + excluded.times",
+        [j for (j, _), _ in ordered],
+        [p for (_, p), _ in ordered],
+        [at for _, at in ordered],
+        [times[k] for k, _ in ordered],
     )
-    rows = [
-        {"journey_id": j, "profile_id": p, "last_entered_at": at, "times": times[(j, p)]}
-        for (j, p), at in sorted(latest.items())
-    ]
-    await conn.execute(stmt, rows)
 
 
 async def segments_of(conn: AsyncConnection, profile_ids: Iterable[str]) -> dict[str, set[str]]:
@@ -270,13 +290,12 @@ async def segments_of(conn: AsyncConnection, profile_ids: Iterable[str]) -> dict
     out: dict[str, set[str]] = {}
     if not wanted:
         return out
-    rows = await conn.execute(
-        select(memberships.c.profile_id, memberships.c.segment_id).where(
-            any_of(memberships.c.profile_id, wanted)
-        )
+    rows = await (await pg(conn)).fetch(
+        f"SELECT profile_id, segment_id FROM {S}.memberships WHERE profile_id = ANY($1::text[])",
+        wanted,
     )
-    for r in rows:
-        out.setdefault(r.profile_id, set()).add(r.segment_id)
+    for profile_id, segment_id in rows:
+        out.setdefault(profile_id, set()).add(segment_id)
     return out
 
 

@@ -14,7 +14,7 @@ from services.journey.compiled import CompiledJourney
 from services.journey.dsl import DateTrigger, ScheduleTrigger
 from services.journey.engine import Engine, slim
 from services.journey.registry import Registry
-from services.journey.state import Timer
+from services.journey.state import Effects, Timer
 from services.journey.work import Work, fresh_ids
 from shared.contracts import (
     PROFILE_ERASED,
@@ -72,17 +72,21 @@ async def apply_profile_events(
                 work.touch(inst)
         trigger = slim(event)
         for cj in registry.event_triggered(name):
-            variables = {"event": event, "profile": profile.model_dump(mode="json")}
-            if cj.holds(getattr(cj.journey.trigger, "condition", None), variables):
+            condition = getattr(cj.journey.trigger, "condition", None)
+            variables: dict[str, Any] = {"event": event}
+            if cj.uses(condition, "profile"):
+                variables["profile"] = work.fx.doc(profile)
+            if cj.holds(condition, variables):
                 work.try_enter(cj, profile, str(event.get("messageId")), trigger, traceparent)
     last = {pid: f.last_entry for pid, f in work.facts.items()}
     latest = {
         r.profile.profile_id: r.profile for r, _ in fresh if r.event.get("event") != PROFILE_ERASED
     }
-    # Timers run on the stored snapshot: keep it fresh for customers with instances.
-    await repository.save_profiles(conn, [latest[p] for p in work.by_profile if p in latest])
+    # Timers run on the stored snapshot: keep it fresh for customers with instances (and for
+    # those whose date timer moved), in one statement.
+    keep = [latest[p] for p in work.by_profile if p in latest]
     out = await work.flush(conn)
-    await _plan_dates(conn, registry, engine, dated, now, last)
+    await _plan_dates(conn, registry, engine, dated, now, last, keep, work.fx)
     return out
 
 
@@ -100,25 +104,24 @@ async def _plan_dates(  # noqa: PLR0917
     snapshots: Sequence[ProfileSnapshot],
     now: datetime,
     last: dict[str, dict[str, datetime]],
+    keep: Sequence[ProfileSnapshot] = (),
+    fx: Effects | None = None,
 ) -> None:
     """Date-trigger timers of the batch's customers, written only when one moved; with the
-    customers' snapshots, which the timer needs when it fires."""
-    if not snapshots:
-        return
-    planned = date_timers(registry, snapshots, now, last, engine.time_scale)
+    customers' snapshots, which the timer needs when it fires (and those of `keep`)."""
+    planned = date_timers(registry, snapshots, now, last, engine.time_scale) if snapshots else []
     moved = [
         t
         for t in planned
         if registry.planned_dates.get((t.journey_id, t.profile_id or "")) != t.due_at
     ]
-    if not moved:
-        return
     if len(registry.planned_dates) > 500_000:
         registry.planned_dates.clear()
     for t in moved:
         registry.planned_dates[(t.journey_id, t.profile_id or "")] = t.due_at
     wanted = {t.profile_id for t in moved}
-    await repository.save_profiles(conn, [s for s in snapshots if s.profile_id in wanted])
+    saved = [*keep, *(s for s in snapshots if s.profile_id in wanted)]
+    await repository.save_profiles(conn, saved, fx.json if fx is not None else None)
     await repository.schedule(conn, moved)
 
 
@@ -203,7 +206,7 @@ def date_timers(
         for pid, snapshot in latest.items():
             last = last_entry.get(pid, {}).get(cj.journey.id)
             since = max(now, last + timedelta(days=1)) if last else now
-            occurrence = next_date(cj, snapshot.model_dump(mode="json"), since)
+            occurrence = next_date_of(cj, snapshot, since)
             if occurrence is None:
                 continue
             due = occurrence
@@ -221,6 +224,36 @@ def date_timers(
                 )
             )
     return out
+
+
+def next_date_of(
+    cj: CompiledJourney, snapshot: ProfileSnapshot, since: datetime
+) -> datetime | None:
+    """`next_date` of a snapshot, remembered per journey version for the (date, time zone)
+    traits it reads: customers sharing them, and the same customer again, cost one lookup.
+
+    A remembered occurrence still answers a later `since` while it is at least two days
+    after it (no time zone moves a local date that far): the occurrences are a fixed
+    sequence, and the first one on or after the earlier day is then also the first on or
+    after the later one. None (a one-off date past) is not remembered."""
+    trigger = cj.journey.trigger
+    assert isinstance(trigger, DateTrigger)
+    traits = snapshot.traits
+    day, zone = traits.get(trigger.date_attribute), traits.get("timezone")
+    profile = {"traits": traits}  # all next_date reads (the date and the time zone traits)
+    if not (isinstance(day, str | None) and isinstance(zone, str | None)):
+        return next_date(cj, profile, since)
+    memo = cj.memo
+    key = (day, zone)
+    hit = memo.get(key)
+    if hit is not None and hit[0] <= since and hit[1] - since >= timedelta(days=2):
+        return hit[1]
+    found = next_date(cj, profile, since)
+    if found is not None:
+        if len(memo) > 100_000:
+            memo.clear()
+        memo[key] = since, found
+    return found
 
 
 def next_date(cj: CompiledJourney, profile: dict[str, Any], now: datetime) -> datetime | None:

@@ -14,8 +14,8 @@ from services.journey.compiled import CompiledJourney
 from services.journey.dsl import DateTrigger, EventTrigger, ScheduleTrigger, SegmentTrigger
 from services.journey.engine import Engine, instance_id, slim
 from services.journey.entry import CustomerFacts, admit, entry_key, refusal
-from services.journey.state import CounterKey, Effects, Instance, Timer
-from shared.contracts import DispatchRequest, ProfileSnapshot
+from services.journey.state import CounterKey, Dispatch, Effects, Instance, Timer
+from shared.contracts import ProfileSnapshot
 from shared.customer_time import customer_zone
 
 
@@ -30,7 +30,7 @@ class Simulation:
     facts: dict[str, CustomerFacts] = field(default_factory=dict)
     instances: dict[str, Instance] = field(default_factory=dict)
     timers: dict[str, Timer] = field(default_factory=dict)
-    dispatches: list[DispatchRequest] = field(default_factory=list)
+    dispatches: list[Dispatch] = field(default_factory=list)
     identifies: list[dict[str, Any]] = field(default_factory=list)
     webhooks: list[Any] = field(default_factory=list)
     counters: Counter[CounterKey] = field(default_factory=Counter)
@@ -105,7 +105,7 @@ class Simulation:
     def of(self, profile_id: str) -> list[Instance]:
         return [i for i in self.instances.values() if i.profile_id == profile_id]
 
-    def sent(self, profile_id: str | None = None) -> list[DispatchRequest]:
+    def sent(self, profile_id: str | None = None) -> list[Dispatch]:
         return [d for d in self.dispatches if profile_id is None or d.profile_id == profile_id]
 
     # -- internals ----------------------------------------------------------------------

@@ -20,7 +20,7 @@ from services.journey.registry import Registry
 from services.journey.state import Effects, Instance
 from shared.cloudevents import binary_headers, child_traceparent
 from shared.codec import dumps
-from shared.contracts import DispatchRequest, ProfileSnapshot
+from shared.contracts import ProfileSnapshot
 from shared.kafka import OutRecord
 from shared.topics import DISPATCH, EVENTS
 
@@ -134,11 +134,12 @@ class Work:
             for r in dispatches
         ]
         headers = _DispatchHeaders(self.now)
+        doc = self.fx.doc
         for request, traceparent in zip(dispatches, _traceparents(parents), strict=True):
             out.append(
                 OutRecord(
                     DISPATCH,
-                    _dispatch_json(request),
+                    request.json(doc),
                     request.profile_id.encode(),
                     headers.of(request.dispatch_id, request.profile_id, traceparent),
                 )
@@ -188,13 +189,6 @@ class _DispatchHeaders:
         headers[at_subject] = ("ce_subject", subject.encode())
         headers[at_trace] = ("traceparent", traceparent.encode())
         return headers
-
-
-def _dispatch_json(request: DispatchRequest) -> bytes:
-    """The record value: pydantic writes the JSON itself, the same bytes as dumping
-    `model_dump(mode="json")` with orjson, without building the dict first."""
-    value: bytes = DispatchRequest.__pydantic_serializer__.to_json(request)
-    return value
 
 
 def _traceparents(parents: Sequence[str | None]) -> list[str]:
