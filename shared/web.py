@@ -30,7 +30,7 @@ def field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
 
 
 #: How long our HTTP servers keep an idle connection open: longer than any of our clients keeps
-#: one (httpx 5 s, the channels' aiohttp pool 30 s), so the client always closes first. Equal
+#: one (httpx 5 s, the channels' pyreqwest pool 30 s), so the client always closes first. Equal
 #: timeouts let a request leave on a connection the server is closing at that instant, which
 #: the client sees as a dropped answer (and channels would have to report as `unknown`).
 SERVER_KEEP_ALIVE_S = 75
