@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -46,7 +47,6 @@ from shared.kafka import OutRecord, Producer
 from shared.metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED
 
 log = logging.getLogger(__name__)
-_MAX_MISSES = 20  # fast-path passes (5 ms apart) before unseen rows are left to recovery
 _RELAYS: dict[str, OutboxRelay] = {}
 
 
@@ -140,7 +140,7 @@ class OutboxRelay:
             f"DELETE FROM {table.fullname} WHERE id IN (SELECT id FROM {table.fullname} "  # noqa: S608
             "WHERE id = ANY($1::bigint[]) FOR UPDATE SKIP LOCKED) RETURNING id"
         )
-        self._misses = 0
+        self._missing_since: float | None = None  # when the fast path last found nothing
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.problem: str | None = None
@@ -171,8 +171,8 @@ class OutboxRelay:
 
         The commit hook can run a moment before the commit is visible; then the first rows are
         not there yet. Records leave only as a prefix of what is visible, so a customer's
-        records are never reordered; a row still missing after a few tries belonged to a
-        transaction that rolled back (or is left to the recovery path).
+        records are never reordered; a row still missing after the grace period belonged to
+        a commit that failed (or is left to the recovery path).
         """
         staged = self._fresh[: self._batch]
         if not staged:
@@ -189,13 +189,18 @@ class OutboxRelay:
         except _Gap as gap:
             visible, ready = gap.visible, []
         if not ready:
-            self._misses += 1
-            if self._misses > _MAX_MISSES:
+            # A commit can take a while to become visible (a large batch's WAL, a checkpoint):
+            # its records wait here until the recovery path would take their rows anyway.
+            # Giving up after a fixed number of 5 ms passes sent slow commits the slow way.
+            now = time.monotonic()
+            if self._missing_since is None:
+                self._missing_since = now
+            elif now - self._missing_since > self._grace.total_seconds():
                 gone = list(itertools.takewhile(lambda item: item[0] not in visible, staged))
                 del self._fresh[: len(gone)]
-                self._misses = 0
+                self._missing_since = None
             return 0
-        self._misses = 0
+        self._missing_since = None
         del self._fresh[: len(ready)]
         OUTBOX_PUBLISHED.labels(self._table.schema).inc(len(ready))
         return len(ready)
