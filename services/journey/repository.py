@@ -96,29 +96,30 @@ async def save_profiles(
 
 async def load_profiles(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, ProfileSnapshot]:
     """Snapshots read as JSON text and validated straight from it (no dict in between)."""
-    wanted = list(set(ids))
-    if not wanted:
-        return {}
-    rows = await (await pg(conn)).fetch(
-        f"SELECT profile_id, snapshot::text FROM {S}.profiles WHERE profile_id = ANY($1::text[])",
-        wanted,
-    )
     parse = ProfileSnapshot.model_validate_json
-    return {r[0]: parse(r[1]) for r in rows}
+    return {profile_id: parse(text) for profile_id, text in await _snapshot_texts(conn, ids)}
 
 
 async def load_stored_profiles(
     conn: AsyncConnection, ids: Iterable[str]
 ) -> dict[str, StoredProfile]:
     """Snapshots as their JSON text (validated when they were written), decoded on use."""
+    return {
+        profile_id: StoredProfile(profile_id, text)
+        for profile_id, text in await _snapshot_texts(conn, ids)
+    }
+
+
+async def _snapshot_texts(conn: AsyncConnection, ids: Iterable[str]) -> list[tuple[str, str]]:
+    """(profile id, snapshot JSON text) of the stored profiles among `ids`."""
     wanted = list(set(ids))
     if not wanted:
-        return {}
+        return []
     rows = await (await pg(conn)).fetch(
         f"SELECT profile_id, snapshot::text FROM {S}.profiles WHERE profile_id = ANY($1::text[])",
         wanted,
     )
-    return {r[0]: StoredProfile(r[0], r[1]) for r in rows}
+    return [(r[0], r[1]) for r in rows]
 
 
 # -- instances --------------------------------------------------------------------------
