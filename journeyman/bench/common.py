@@ -35,17 +35,21 @@ class Throughput:
     events: int
     seconds: float
     batch_ms: list[float] = field(default_factory=list)
+    cpu_s: float | None = None  # this process's CPU time over `seconds` (threads included)
 
     @property
     def per_second(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
 
     def figures(self, prefix: str) -> dict[str, float]:
-        return {
+        figures = {
             f"{prefix}_events_per_s": round(self.per_second, 1),
             f"{prefix}_batch_p50_ms": round(percentile(self.batch_ms, 50), 2),
             f"{prefix}_batch_p99_ms": round(percentile(self.batch_ms, 99), 2),
         }
+        if self.cpu_s is not None:
+            figures[f"{prefix}_cpu_us_per_event"] = round(self.cpu_s / max(self.events, 1) * 1e6, 1)
+        return figures
 
 
 def asyncpg_dsn(sqlalchemy_url: str) -> str:
@@ -101,14 +105,15 @@ async def raw_passthrough(
     )
     await consumer.start()
     await producer.start()
-    done, started, timings = 0, 0.0, []
+    done, started, timings, cpu = 0, 0.0, [], 0.0
     try:
         while done < len(records):
             batches = await consumer.getmany(timeout_ms=500, max_records=batch)
             if not batches:
                 continue
             t0 = time.perf_counter()
-            started = started or t0
+            if not started:
+                started, cpu = t0, time.process_time()
             messages = [m for msgs in batches.values() for m in msgs]
             decoded = [orjson.loads(m.value) for m in messages]
             ids = [str(d.get("messageId", uuid.uuid4().hex)) for d in decoded]
@@ -125,12 +130,13 @@ async def raw_passthrough(
             done += len(messages)
             timings.append((time.perf_counter() - t0) * 1000)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
     finally:
         await consumer.stop()
         await producer.stop()
         await db.execute("DROP TABLE IF EXISTS public.bench_baseline")
         await db.close()
-    return Throughput(done, elapsed, timings)
+    return Throughput(done, elapsed, timings, cpu)
 
 
 def report(

@@ -88,7 +88,7 @@ async def _profile_consumer(settings: Settings, total: int) -> tuple[Throughput,
     async def timed(records: Sequence[Record]) -> Sequence[Rejected]:
         t0 = time.perf_counter()
         if not started:
-            started.append(t0)
+            started.extend((t0, time.process_time()))
         rejected = await inner(records)
         dead[0] += len(rejected)
         timings.append((time.perf_counter() - t0) * 1000)
@@ -108,11 +108,12 @@ async def _profile_consumer(settings: Settings, total: int) -> tuple[Throughput,
                 break
             await asyncio.sleep(0.02)
         elapsed = time.perf_counter() - started[0]
+        cpu = time.process_time() - started[1]
         profiles = int(await db.fetchval("SELECT count(*) FROM profile.profiles"))
     finally:
         await db.close()
         await runtime.stop()
-    return Throughput(total, elapsed, timings), profiles, applied, dead[0]
+    return Throughput(total, elapsed, timings, cpu), profiles, applied, dead[0]
 
 
 async def measure(size: str, console: Console) -> dict[str, Any]:
@@ -167,9 +168,14 @@ def run(size: str, json_path: Path | None, console: Console) -> None:
         ("baseline events/s", float(figures["baseline_events_per_s"])),
         ("baseline batch p50 ms", float(figures["baseline_batch_p50_ms"])),
         ("baseline batch p99 ms", float(figures["baseline_batch_p99_ms"])),
+        ("baseline CPU µs per event (this process)", figures["baseline_cpu_us_per_event"]),
         ("profile events/s", float(figures["profile_events_per_s"])),
         ("profile batch p50 ms", float(figures["profile_batch_p50_ms"])),
         ("profile batch p99 ms", float(figures["profile_batch_p99_ms"])),
+        (
+            "profile CPU µs per event (consumer, relay, producer)",
+            figures["profile_cpu_us_per_event"],
+        ),
         (
             "profile events/s applied (before the outbox drained)",
             float(figures["profile_applied_events_per_s"]),
