@@ -75,9 +75,8 @@ async def add_to_outbox(conn: AsyncConnection, table: Table, records: Sequence[O
         return
     driver = await driver_connection(conn)
     ids = sorted(
-        row[0]
-        for row in await driver.fetch(
-            f"SELECT nextval({_sequence_of(table)!r}::regclass) "  # noqa: S608 (table name)
+        await driver.fetchval(
+            f"SELECT array_agg(nextval({_sequence_of(table)!r}::regclass)) "  # noqa: S608
             "FROM generate_series(1, $1)",
             len(records),
         )

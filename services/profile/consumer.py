@@ -23,13 +23,15 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def event_decoder(clock: Clock) -> Callable[[Record], Event]:
+def event_decoder(now: datetime) -> Callable[[Record], Event]:
+    """Decodes and checks the records of one batch, against the batch's clock reading."""
+
     def decode(record: Record) -> Event:
         if record.value and NUL in record.value:
             raise ValueError("invalid event: NUL characters (\\u0000) cannot be stored")
         event = decode_event(record)
         try:
-            check_event(event, clock())
+            check_event(event, now)
         except InvalidEvent as exc:
             raise ValueError(f"invalid event: {exc}") from exc
         return event
@@ -38,10 +40,8 @@ def event_decoder(clock: Clock) -> Callable[[Record], Event]:
 
 
 def events_handler(runtime: Runtime, relay: OutboxRelay, clock: Clock = _utc_now) -> BatchHandler:
-    decode = event_decoder(clock)
-
     async def handle(records: Sequence[Record]) -> Sequence[Rejected]:
-        decoded, rejected = decode_all(records, decode)
+        decoded, rejected = decode_all(records, event_decoder(clock()))
         batch = [IncomingEvent(event, rec.headers.get("traceparent")) for rec, event in decoded]
         async with runtime.engine.begin() as conn:
             await add_to_outbox(conn, outbox, await apply_events(conn, batch))

@@ -23,6 +23,7 @@ from services.profile.consent import ConsentChange
 from services.profile.identity import Merge, lookup_keys, resolve
 from services.profile.merge import merge_states
 from services.profile.publish import fast_headers, merged_records, profile_record, snapshot
+from services.profile.repository import TimelineRow
 from shared.codec import dumps
 from shared.events import EVENT_TYPES, Event
 from shared.kafka import OutRecord
@@ -48,15 +49,15 @@ def history_rows(profile_id: str, changes: Sequence[ConsentChange]) -> list[dict
     ]
 
 
-def timeline_row(profile_id: str, wire: dict[str, Any], payload: str) -> dict[str, Any]:
-    return {
-        "profile_id": profile_id,
-        "timestamp": datetime.fromisoformat(str(wire["timestamp"]).replace("Z", "+00:00")),
-        "message_id": wire["messageId"],
-        "type": wire["type"],
-        "event": wire.get("event") or wire.get("name"),
-        "payload": payload,
-    }
+def timeline_row(profile_id: str, wire: dict[str, Any], payload: str) -> TimelineRow:
+    return TimelineRow(
+        profile_id,
+        datetime.fromisoformat(str(wire["timestamp"]).replace("Z", "+00:00")),
+        wire["messageId"],
+        wire["type"],
+        wire.get("event") or wire.get("name"),
+        payload,
+    )
 
 
 async def apply_events(conn: AsyncConnection, batch: Sequence[IncomingEvent]) -> list[OutRecord]:
@@ -107,8 +108,10 @@ async def _apply_once(conn: AsyncConnection, unique: Sequence[IncomingEvent]) ->
     changed = [state for profile_id, state in states.items() if profile_id in fold.touched]
     await repository.apply_merges(conn, {gone: final(gone) for gone in into})
     await repository.save_profiles(conn, changed)
-    for row in (*timeline, *history):
-        row["profile_id"] = final(row["profile_id"])
+    if into:
+        timeline = [row._replace(profile_id=final(row.profile_id)) for row in timeline]
+        for row in history:
+            row["profile_id"] = final(row["profile_id"])
     await repository.append_timeline(conn, timeline)
     await repository.add_consent_history(conn, history)
     out.extend(profile_record(state, fold.snapshots.get(state.profile_id)) for state in changed)
@@ -123,7 +126,7 @@ class _Fold:
     into: dict[str, str] = field(default_factory=dict)  # merged-away id -> survivor id
     touched: set[str] = field(default_factory=set)  # a profile only read is left as it is
     out: list[OutRecord] = field(default_factory=list)
-    timeline: list[dict[str, Any]] = field(default_factory=list)
+    timeline: list[TimelineRow] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     snapshots: dict[str, bytes] = field(default_factory=dict)  # latest, encoded once for both
 
@@ -147,15 +150,11 @@ class _Fold:
         self.touched.add(profile_id)
         self.history.extend(history_rows(profile_id, changes))
         wire = event.wire_json()
+        name = getattr(event, "event", None) or getattr(event, "name", None)
         self.timeline.append(
-            {
-                "profile_id": profile_id,
-                "timestamp": event.timestamp,
-                "message_id": event.message_id,
-                "type": event.type,
-                "event": getattr(event, "event", None) or getattr(event, "name", None),
-                "payload": wire.decode(),
-            }
+            TimelineRow(
+                profile_id, event.timestamp, event.message_id, event.type, name, wire.decode()
+            )
         )
         self.snapshots[profile_id] = profile = dumps(snapshot(state))
         self.out.append(_profile_event(wire, profile, state, event, item.traceparent))
