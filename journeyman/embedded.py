@@ -117,6 +117,14 @@ class EmbeddedPostgres:
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{self.database}"
 
     @property
+    def pid(self) -> int | None:
+        """The postmaster's process id (its backends are its children), while it runs."""
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+
+    @property
     def running(self) -> bool:
         found = self._server()
         return found is not None and found[1] == "ready" and _port_open(found[0])
@@ -268,6 +276,10 @@ class EmbeddedKafka:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self.running and self._proc is not None else None
 
     def start(self, timeout_s: float = 15) -> str:
         """Launch the broker in its own process group; return once its port accepts connections."""

@@ -185,6 +185,14 @@ class Stack:
         self.wait_ready(timeout_s)
         return self.info
 
+    def infrastructure_pids(self) -> dict[str, int]:
+        """The embedded PostgreSQL's postmaster and broker, when this stack started them."""
+        found = {
+            "postgres": self._postgres.pid if self._postgres else None,
+            "broker": self._kafka.pid if self._kafka else None,
+        }
+        return {name: pid for name, pid in found.items() if pid is not None}
+
     def _spawn(self, name: str, argv: list[str], extra_env: Mapping[str, str]) -> None:
         self._commands[name] = (argv, dict(extra_env))
         env = {**self.env, **extra_env, "PYTHONUNBUFFERED": "1"}

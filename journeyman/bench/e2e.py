@@ -14,12 +14,14 @@ none went to a customer without consent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import tempfile
 import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -101,6 +103,43 @@ class MemorySampler:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class CpuAccount:
+    """CPU seconds (user + system) each part of the stack used between two readings: each
+    process given (the services, the embedded PostgreSQL and broker) with its children, this
+    benchmark process, and the rest of the machine (whatever else ran meanwhile), so a run
+    says where its two cores went. Processes that started and ended between the readings are
+    not counted."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self._pids = pids
+
+    def read(self) -> dict[str, float]:
+        part_of: dict[int, str] = {os.getpid(): "bench"}
+        for name, pid in self._pids.items():
+            with contextlib.suppress(psutil.Error):
+                root = psutil.Process(pid)
+                for proc in (root, *root.children(recursive=True)):
+                    part_of[proc.pid] = name
+        used: dict[str, float] = defaultdict(float)
+        for pid, part in part_of.items():
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(pid).cpu_times()
+                used[part] += times.user + times.system
+        machine = psutil.cpu_times()
+        used["machine"] = machine.user + machine.system + machine.nice + machine.softirq
+        return used
+
+    @staticmethod
+    def per_event(
+        before: dict[str, float], after: dict[str, float], events: int
+    ) -> dict[str, float]:
+        """µs of CPU per event for each part between two readings; `other` is the machine's
+        time that none of the parts account for."""
+        spent = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after if k != "machine"}
+        spent["other"] = after["machine"] - before["machine"] - sum(spent.values())
+        return {k: round(max(v, 0.0) / max(events, 1) * 1e6, 1) for k, v in spent.items()}
 
 
 async def _wait(probe: Callable[[], Awaitable[bool]], timeout_s: float) -> bool:
@@ -190,7 +229,9 @@ async def _table_bytes_per_row(
     return float(size) / rows if rows else 0.0
 
 
-async def _measure(info: StackInfo, shop: Shop, size: str, progress: Progress) -> dict[str, Any]:
+async def _measure(
+    info: StackInfo, shop: Shop, size: str, progress: Progress, cpu: CpuAccount
+) -> dict[str, Any]:
     figures: dict[str, Any] = {"size": size, "events": len(shop.records)}
     db = await asyncpg.connect(asyncpg_dsn(info.database_url))
     try:
@@ -203,7 +244,7 @@ async def _measure(info: StackInfo, shop: Shop, size: str, progress: Progress) -
 
         before = await _decided(db)
         task = progress.add_task("full speed", total=shop.expected_sent + shop.expected_refused)
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), cpu.read()
         await produce_all(info.kafka_bootstrap_servers, EVENTS, shop.records)
 
         async def all_decided() -> bool:
@@ -214,6 +255,8 @@ async def _measure(info: StackInfo, shop: Shop, size: str, progress: Progress) -
 
         complete = await _wait(all_decided, timeout_s=600)
         elapsed = time.perf_counter() - started
+        used = CpuAccount.per_event(cpu_before, cpu.read(), len(shop.records))
+        figures |= {f"cpu_us_per_event_{part}": us for part, us in sorted(used.items())}
         figures["e2e_events_per_s"] = round(len(shop.records) / elapsed, 1)
         figures["e2e_complete"] = complete
         figures["e2e_vs_baseline"] = round(figures["e2e_events_per_s"] / baseline.per_second, 3)
@@ -304,8 +347,9 @@ def run(size: str, json_path: Path | None, console: Console) -> None:
         try:
             info = stack.start()
             services = {k: v for k, v in info.pids.items() if k != "inbox"}
+            cpu = CpuAccount(info.pids | stack.infrastructure_pids())
             with MemorySampler(services) as memory, Progress(console=console) as progress:
-                figures = asyncio.run(_measure(info, shop, size, progress))
+                figures = asyncio.run(_measure(info, shop, size, progress, cpu))
             figures |= {f"peak_rss_mb_{k}": round(v, 1) for k, v in memory.peak_mb.items()}
         finally:
             stack.stop()
@@ -314,11 +358,14 @@ def run(size: str, json_path: Path | None, console: Console) -> None:
     memory_rows = [
         (f"peak memory {k[12:]} (MB)", v) for k, v in f.items() if k.startswith("peak_rss")
     ]
+    cpu_rows = [(f"  {k[17:]}", v) for k, v in f.items() if k.startswith("cpu_us_per_event_")]
     rows = [
         ("events (synthetic shop)", figures["events"]),
         ("raw baseline events/s", figures["baseline_events_per_s"]),
         ("end-to-end events/s", figures["e2e_events_per_s"]),
         ("end-to-end / baseline", f"{figures['e2e_vs_baseline']:.1%}"),
+        ("CPU µs per event at full speed, by process", ""),
+        *cpu_rows,
         (f"event→send ms p50/p95/p99 at {FIXED_RATE} ev/s", latency),
         ("database bytes per profile (whole profile schema)", figures["db_bytes_per_profile"]),
         ("  of which profile row + identities", figures["db_bytes_per_profile_row"]),
