@@ -45,7 +45,9 @@ async def apply_profile_events(
     fresh: list[tuple[ProfileEventRecord, str | None]] = fresh_ids(keyed, new)
     dated = [r.profile for r, _ in batch] if registry.date_triggered() else []
     if not fresh:
-        await _plan_dates(conn, registry, engine, dated, now, {})
+        moved = _moved_dates(registry, engine, dated, now, {})
+        await repository.schedule(conn, moved)
+        await _save_snapshots(conn, dated, moved)
         return []
     for record, _ in fresh:
         await _lifecycle(conn, record)
@@ -85,8 +87,9 @@ async def apply_profile_events(
     # Timers run on the stored snapshot: keep it fresh for customers with instances (and for
     # those whose date timer moved), in one statement.
     keep = [latest[p] for p in work.by_profile if p in latest]
-    out = await work.flush(conn)
-    await _plan_dates(conn, registry, engine, dated, now, last, keep, work.fx)
+    moved = _moved_dates(registry, engine, dated, now, last)
+    out = await work.flush(conn, moved)  # date timers in the same statement as the steps'
+    await _save_snapshots(conn, dated, moved, keep, work.fx)
     return out
 
 
@@ -97,18 +100,15 @@ def _relevant(registry: Registry, event: dict[str, Any]) -> bool:
     return event.get("type") == "track" and bool(name) and registry.concerns(str(name))
 
 
-async def _plan_dates(  # noqa: PLR0917
-    conn: AsyncConnection,
+def _moved_dates(
     registry: Registry,
     engine: Engine,
     snapshots: Sequence[ProfileSnapshot],
     now: datetime,
     last: dict[str, dict[str, datetime]],
-    keep: Sequence[ProfileSnapshot] = (),
-    fx: Effects | None = None,
-) -> None:
-    """Date-trigger timers of the batch's customers, written only when one moved; with the
-    customers' snapshots, which the timer needs when it fires (and those of `keep`)."""
+) -> list[Timer]:
+    """Date-trigger timers of the batch's customers that moved (only those are written),
+    remembered as planned."""
     planned = date_timers(registry, snapshots, now, last, engine.time_scale) if snapshots else []
     moved = [
         t
@@ -119,10 +119,21 @@ async def _plan_dates(  # noqa: PLR0917
         registry.planned_dates.clear()
     for t in moved:
         registry.planned_dates[(t.journey_id, t.profile_id or "")] = t.due_at
+    return moved
+
+
+async def _save_snapshots(
+    conn: AsyncConnection,
+    snapshots: Sequence[ProfileSnapshot],
+    moved: Sequence[Timer],
+    keep: Sequence[ProfileSnapshot] = (),
+    fx: Effects | None = None,
+) -> None:
+    """The snapshots a date timer that moved needs when it fires (and those of `keep`), in
+    one statement."""
     wanted = {t.profile_id for t in moved}
     saved = [*keep, *(s for s in snapshots if s.profile_id in wanted)]
     await repository.save_profiles(conn, saved, fx.json if fx is not None else None)
-    await repository.schedule(conn, moved)
 
 
 async def _lifecycle(conn: AsyncConnection, record: ProfileEventRecord) -> None:

@@ -8,6 +8,15 @@ from shared.settings import Settings
 
 
 class JourneySettings(Settings):
+    kafka_poll_timeout_ms: int = Field(
+        default=20,
+        description="Longest wait for a batch, also the broker's longest fetch wait. Shorter "
+        "than the services' 100 ms: an immediate send is wanted within 100 ms of its event, and "
+        "a broker that holds a fetch for most of its wait even when records arrive (the "
+        "embedded Tansu does) would spend all of it before the journey sees the event. A busy "
+        "consumer still gets large batches (records pile up while it works); an idle one asks "
+        "the broker 50 times a second.",
+    )
     journey_extra_dirs: list[str] = Field(
         default_factory=list,
         description="More directories of journey files loaded after journeys_dir (JSON list).",

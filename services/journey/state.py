@@ -219,14 +219,17 @@ class Dispatch:
             "requested_at": self.requested_at,
         }
 
-    def json(self, doc: Callable[[ProfileSnapshot], dict[str, Any]]) -> bytes:
-        """The record value: the JSON `DispatchRequest` has (UTC written with `Z`); `doc` is
-        the batch's dump of a decoded snapshot."""
+    def json(self, text: Callable[[ProfileSnapshot], str]) -> bytes:
+        """The record value: the JSON `DispatchRequest` has (UTC written with `Z`), the
+        snapshot copied in as JSON text: as stored, or the batch's text of a decoded one
+        (`Effects.json`, which the stored projection reuses)."""
         profile = self.profile
-        if isinstance(profile, StoredProfile):
-            value: Any = orjson.Fragment(profile.raw)
+        if profile is None:
+            value: Any = None
         else:
-            value = None if profile is None else doc(profile)
+            value = orjson.Fragment(
+                profile.raw if isinstance(profile, StoredProfile) else text(profile)
+            )
         return orjson.dumps(self.fields(value), option=orjson.OPT_UTC_Z)
 
     def request(self) -> DispatchRequest:
@@ -271,6 +274,7 @@ class Effects:
     counters: Counter[CounterKey] = field(default_factory=Counter)
     lateness_s: list[float] = field(default_factory=list)
     docs: dict[int, tuple[ProfileSnapshot, dict[str, Any]]] = field(default_factory=dict)
+    texts: dict[int, tuple[ProfileSnapshot, str]] = field(default_factory=dict)
 
     def doc(self, profile: Profile) -> dict[str, Any]:
         """`profile.model_dump(mode="json")`, once per snapshot in a batch (conditions, date
@@ -285,12 +289,20 @@ class Effects:
         return doc
 
     def json(self, profile: ProfileSnapshot) -> str:
-        """The snapshot's JSON text for the database: from the batch's dump when there is one,
-        else pydantic's own encoder (twice as fast as dumping a dict and encoding that)."""
-        hit = self.docs.get(id(profile))
+        """The snapshot's JSON text, once per snapshot in a batch (its dispatches and the
+        stored projection both carry it): from the batch's dump when there is one, else
+        pydantic's own encoder (twice as fast as dumping a dict and encoding that), so a
+        snapshot nothing reads the fields of is never dumped to a dict."""
+        hit = self.texts.get(id(profile))
         if hit is not None and hit[0] is profile:
-            return orjson.dumps(hit[1], option=orjson.OPT_NON_STR_KEYS).decode()
-        return _SNAPSHOT_JSON(profile).decode()
+            return hit[1]
+        dumped = self.docs.get(id(profile))
+        if dumped is not None and dumped[0] is profile:
+            text = orjson.dumps(dumped[1], option=orjson.OPT_NON_STR_KEYS).decode()
+        else:
+            text = _SNAPSHOT_JSON(profile).decode()
+        self.texts[id(profile)] = profile, text  # holding the snapshot keeps its id unique
+        return text
 
     def count(self, inst: Instance, step: str, metric: str, label: str = "") -> None:
         self.counters[(inst.journey_id, inst.version, step, metric, label)] += 1

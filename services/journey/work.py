@@ -17,7 +17,7 @@ from services.journey.compiled import CompiledJourney
 from services.journey.engine import Engine, instance_id
 from services.journey.entry import CustomerFacts, admit, entry_key, refusal
 from services.journey.registry import Registry
-from services.journey.state import Effects, Instance
+from services.journey.state import Effects, Instance, Timer
 from shared.cloudevents import binary_headers, child_traceparent
 from shared.codec import dumps
 from shared.contracts import ProfileSnapshot
@@ -113,12 +113,13 @@ class Work:
         return inst
 
     # -- writing ------------------------------------------------------------------------
-    async def flush(self, conn: AsyncConnection) -> list[OutRecord]:
-        """Write everything back; return the records for the outbox."""
+    async def flush(self, conn: AsyncConnection, timers: Sequence[Timer] = ()) -> list[OutRecord]:
+        """Write everything back; return the records for the outbox. `timers` are more to
+        schedule (the batch's date triggers), in the same statement as the engine's."""
         fx = self.fx
         scheduled = {t.timer_id for t in fx.timers}
         await repository.cancel(conn, [t for t in fx.cancelled if t not in scheduled])
-        await repository.schedule(conn, fx.timers)
+        await repository.schedule(conn, [*fx.timers, *timers])
         touched = [self.instances[i] for i in sorted(self.changed | self.created)]
         await repository.save_instances(conn, touched, self.now, self.created)
         await repository.record_entries(conn, self.entries)
@@ -134,12 +135,12 @@ class Work:
             for r in dispatches
         ]
         headers = _DispatchHeaders(self.now)
-        doc = self.fx.doc
+        text = self.fx.json
         for request, traceparent in zip(dispatches, _traceparents(parents), strict=True):
             out.append(
                 OutRecord(
                     DISPATCH,
-                    request.json(doc),
+                    request.json(text),
                     request.profile_id.encode(),
                     headers.of(request.dispatch_id, request.profile_id, traceparent),
                 )
