@@ -31,12 +31,17 @@ def events_handler(
         decoded_changes, rejected_changes = decode_all(changes, _segment_change)
         batch = [(item, rec.headers.get("traceparent")) for rec, item in decoded]
         now = clock.now()
-        async with runtime.engine.begin() as conn:
-            out = await apply_profile_events(conn, registry, engine, batch, now)
-            out += await apply_segment_changes(
-                conn, registry, engine, [c for _, c in decoded_changes], now
-            )
-            await add_to_outbox(conn, outbox, out)
+        try:
+            async with runtime.engine.begin() as conn:
+                out = await apply_profile_events(conn, registry, engine, batch, now)
+                out += await apply_segment_changes(
+                    conn, registry, engine, [c for _, c in decoded_changes], now
+                )
+                await add_to_outbox(conn, outbox, out)
+        except BaseException:
+            registry.dates_rolled_back()
+            raise
+        registry.dates_committed()
         relay.wake()
         return [*rejected, *rejected_changes]
 

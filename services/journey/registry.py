@@ -19,7 +19,23 @@ class Registry:
     _by_event: dict[str, list[CompiledJourney]] | None = field(default=None, repr=False)
     _listened: set[str] | None = field(default=None, repr=False)
     planned_dates: dict[tuple[str, str], datetime] = field(default_factory=dict, repr=False)
-    """Date-trigger timers this replica already wrote, so returning customers cost no write."""
+    """Date-trigger timers this replica wrote and committed, so returning customers cost no
+    write."""
+    _written_dates: dict[tuple[str, str], datetime] = field(default_factory=dict, repr=False)
+
+    def dates_written(self, written: dict[tuple[str, str], datetime]) -> None:
+        """Date timers written by the transaction under way; remembered only once it commits
+        (`dates_committed`): a batch rolled back and retried must write them again."""
+        self._written_dates.update(written)
+
+    def dates_committed(self) -> None:
+        if len(self.planned_dates) > 500_000:
+            self.planned_dates.clear()
+        self.planned_dates.update(self._written_dates)
+        self._written_dates.clear()
+
+    def dates_rolled_back(self) -> None:
+        self._written_dates.clear()
 
     def changed(self) -> None:
         """Forget the indexes after versions or statuses change."""

@@ -108,17 +108,14 @@ def _moved_dates(
     last: dict[str, dict[str, datetime]],
 ) -> list[Timer]:
     """Date-trigger timers of the batch's customers that moved (only those are written),
-    remembered as planned."""
+    remembered as planned once the transaction commits."""
     planned = date_timers(registry, snapshots, now, last, engine.time_scale) if snapshots else []
     moved = [
         t
         for t in planned
         if registry.planned_dates.get((t.journey_id, t.profile_id or "")) != t.due_at
     ]
-    if len(registry.planned_dates) > 500_000:
-        registry.planned_dates.clear()
-    for t in moved:
-        registry.planned_dates[(t.journey_id, t.profile_id or "")] = t.due_at
+    registry.dates_written({(t.journey_id, t.profile_id or ""): t.due_at for t in moved})
     return moved
 
 
