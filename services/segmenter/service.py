@@ -8,6 +8,7 @@ fact, and only for the segments the batch's events can change.
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -20,7 +21,7 @@ from services.segmenter.catalog import Catalog, changed_paths
 from services.segmenter.definitions import CompiledSegment
 from services.segmenter.evaluation import OCCURRENCE, parse_time
 from services.segmenter.membership import Decision, decide
-from services.segmenter.repository import Changes
+from services.segmenter.repository import Changes, FactRow
 from shared.cloudevents import binary_headers
 from shared.codec import dumps
 from shared.contracts import ProfileEventRecord
@@ -45,9 +46,7 @@ def order_value(properties: dict[str, Any]) -> float:
     return 0.0
 
 
-def facts_of_event(
-    catalog: Catalog, profile_id: str, event: dict[str, Any]
-) -> list[tuple[str, str, str, datetime, float | None]]:
+def facts_of_event(catalog: Catalog, profile_id: str, event: dict[str, Any]) -> list[FactRow]:
     """The compact rows this event adds: only for events and properties a definition reads."""
     name = event.get("event")
     if event.get("type") != "track" or name not in catalog.tracked_events:
@@ -56,7 +55,7 @@ def facts_of_event(
     if at is None:
         return []
     props = event.get("properties") or {}
-    rows: list[tuple[str, str, str, datetime, float | None]] = []
+    rows: list[FactRow] = []
     for event_name, prop in catalog.fact_keys:
         if event_name != name:
             continue
@@ -161,11 +160,21 @@ def decide_all(
             inputs.facts.get(pid, {}),
             now=now,
             current=inputs.memberships[pid],
-            cel_fields=catalog.cel_fields,
+            cel_fields=catalog.cel_fields(segs),
         )
         for pid, segs in plans.items()
         if segs
     ]
+
+
+def add_new_facts(
+    inputs: repository.Inputs, rows: Sequence[FactRow], events: set[str], since: datetime
+) -> None:
+    """Facts of this batch, not stored yet, added in time order to what was read."""
+    for pid, event, prop, at, value in rows:
+        if pid in inputs.facts and event in events and at > since:
+            series = inputs.facts[pid].setdefault((event, prop), [])
+            bisect.insort(series, (at, value), key=lambda fact: fact[0])
 
 
 async def decide_profiles(
@@ -176,12 +185,15 @@ async def decide_profiles(
     now: datetime,
     *,
     timers_of: Sequence[str] = (),
+    new_facts: Sequence[FactRow] = (),
 ) -> tuple[list[Decision], dict[tuple[str, str], datetime]]:
     """Load the facts, memberships (and stored timers of `timers_of`) these plans need, in one
-    statement, and decide; the stored timers come back for `decision_changes`."""
+    statement, add `new_facts` (this batch's, written with its changes) and decide; the stored
+    timers come back for `decision_changes`."""
     events = {e for segs in plans.values() for s in segs for e, _ in s.fact_keys()}
     since = now - timedelta(days=catalog.longest_days)
     inputs = await repository.decision_inputs(conn, plans, events, since, timers_of=timers_of)
+    add_new_facts(inputs, new_facts, events, since)
     return decide_all(catalog, plans, profiles, inputs, now), inputs.timers
 
 
@@ -204,7 +216,7 @@ async def apply_profile_events(
     latest = {
         pid: max(recs, key=lambda r: r.profile.version).profile for pid, recs in fresh.items()
     }
-    fact_rows: list[tuple[str, str, str, datetime, float | None]] = []
+    fact_rows: list[FactRow] = []
     orders: dict[str, tuple[datetime, int, float]] = {}
     for pid, recs in fresh.items():
         for r in recs:
@@ -214,7 +226,6 @@ async def apply_profile_events(
                 last, count, money = orders.get(pid, (at, 0, 0.0))
                 value = order_value(r.event.get("properties") or {})
                 orders[pid] = (max(last, at), count + 1, money + value)
-    await repository.add_events(conn, fact_rows, [(p, *o) for p, o in orders.items()])
 
     dumped = {pid: snap.model_dump(mode="json") for pid, snap in latest.items()}
     plans = {
@@ -227,8 +238,11 @@ async def apply_profile_events(
         for pid, recs in fresh.items()
     }
     known = [pid for pid in plans if pid in stored] if catalog.timed else []
-    decisions, timers = await decide_profiles(conn, catalog, plans, dumped, now, timers_of=known)
+    decisions, timers = await decide_profiles(
+        conn, catalog, plans, dumped, now, timers_of=known, new_facts=fact_rows
+    )
     changes, out = decision_changes(decisions, dumped, now, timers=timers)
+    changes.facts, changes.purchases = fact_rows, [(p, *o) for p, o in orders.items()]
     changes.profiles = [(pid, snap.version, dumped[pid]) for pid, snap in latest.items()]
     await repository.write_changes(conn, changes, now)
     return out
