@@ -22,6 +22,7 @@ ANY = "*"
 # `profile.<section>.<field>`; a method call (`profile.traits.size()`) reads the whole section.
 _PATH = re.compile(r"\bprofile\.([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*)(?!\w|\s*\())?")
 _BARE = re.compile(r"\bprofile\b(?!\s*\.)")
+_CALL = re.compile(r"\bprofile\.[A-Za-z_]\w*\s*\(")  # a method of the profile itself
 
 
 def cel_paths(source: str) -> list[str]:
@@ -29,7 +30,7 @@ def cel_paths(source: str) -> list[str]:
     paths = [
         f"{m.group(1)}.{m.group(2)}" if m.group(2) else m.group(1) for m in _PATH.finditer(source)
     ]
-    return [*paths, ANY] if _BARE.search(source) else paths
+    return [*paths, ANY] if _BARE.search(source) or _CALL.search(source) else paths
 
 
 def changed_paths(

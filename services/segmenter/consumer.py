@@ -78,8 +78,9 @@ class ProfileEventsHandler:
             if not self._registry.synced:
                 await self._registry.sync(conn)
             changes = await apply_profile_events(
-                conn, self._registry.catalog, [d for _, d in decoded], self._clock.now()
-            )
+                conn, self._registry.catalog,
+                [(d, r.headers.get("traceparent")) for r, d in decoded], self._clock.now(),
+            )  # fmt: skip
             await add_to_outbox(conn, outbox, changes)
         self._relay.wake()
         return rejected

@@ -36,15 +36,19 @@ async def stored_for_update(
     conn: AsyncConnection, profile_ids: Iterable[str]
 ) -> dict[str, tuple[int, dict[str, Any]]]:
     """Last applied version and snapshot per known profile, rows locked against the clock (a
-    statement of its own: what is read after it must see what the lock waited for)."""
+    statement of its own: what is read after it must see what the lock waited for). Plain SQL
+    through SQLAlchemy, no statement to build: as a batch's first statement it opens the
+    transaction with it (on the driver it would cost a round trip more)."""
     ids = sorted(set(profile_ids))
     if not ids:
         return {}
-    rows = await (await driver_connection(conn)).fetch(
-        "SELECT profile_id, version, snapshot FROM segmenter.profiles"
-        " WHERE profile_id = ANY($1::text[]) ORDER BY profile_id FOR UPDATE",
-        ids,
-    )
+    rows: Sequence[Any] = (
+        await conn.exec_driver_sql(
+            "SELECT profile_id, version, snapshot FROM segmenter.profiles"
+            " WHERE profile_id = ANY($1::text[]) ORDER BY profile_id FOR UPDATE",
+            (ids,),
+        )
+    ).all()
     return {r[0]: (r[1], r[2]) for r in rows}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -22,7 +22,7 @@ from services.segmenter.definitions import CompiledSegment
 from services.segmenter.evaluation import OCCURRENCE, parse_time
 from services.segmenter.membership import Decision, decide
 from services.segmenter.repository import Changes, FactRow
-from shared.cloudevents import binary_headers
+from shared.cloudevents import binary_headers, child_traceparent
 from shared.codec import dumps
 from shared.contracts import ProfileEventRecord
 from shared.kafka import OutRecord
@@ -74,6 +74,7 @@ def change_record(
     *,
     now: datetime,
     cause: str,
+    traceparent: str | None = None,
 ) -> OutRecord:
     """A `jm.segment-changes` record (a SegmentChange; `snapshot` is a dumped ProfileSnapshot,
     serialised as is: this runs for every change). `cause` makes the CloudEvents id unique."""
@@ -89,6 +90,7 @@ def change_record(
             source=SOURCE,
             time=now,
             subject=profile_id,
+            traceparent=traceparent,
         ),
     )
 
@@ -100,14 +102,20 @@ def decision_changes(
     *,
     cause: str | None = None,
     timers: dict[tuple[str, str], datetime] | None = None,
+    traces: Mapping[str, str | None] | None = None,
 ) -> tuple[Changes, list[OutRecord]]:
     """The rows these decisions write and their change records.
 
-    With `timers` (what is stored), only timers that moved are written."""
+    With `timers` (what is stored), only timers that moved are written. A profile's changes
+    continue the trace of the event that caused them (`traces`, by profile; a new trace
+    without one) as one span: one random span id per profile, not two ids per record."""
     changes, out = Changes(), []
     for d in decisions:
         snap = snapshots[d.profile_id]
         version = int(snap.get("version", 0))
+        trace = (
+            child_traceparent((traces or {}).get(d.profile_id)) if d.entered or d.exited else None
+        )
         kinds: tuple[tuple[Literal["entered", "exited"], list[str]], ...] = (
             ("entered", d.entered),
             ("exited", d.exited),
@@ -116,9 +124,10 @@ def decision_changes(
             for seg_id in seg_ids:
                 out.append(
                     change_record(
-                        d.profile_id, seg_id, kind, snap, now=now, cause=cause or str(version)
+                        d.profile_id, seg_id, kind, snap, now=now, cause=cause or str(version),
+                        traceparent=trace,
                     )
-                )
+                )  # fmt: skip
         changes.entered += [(d.profile_id, s, version) for s in d.entered]
         changes.exited += [(d.profile_id, s, version) for s in d.exited]
         if timers is None:
@@ -198,12 +207,18 @@ async def decide_profiles(
 
 
 async def apply_profile_events(
-    conn: AsyncConnection, catalog: Catalog, batch: Sequence[ProfileEventRecord], now: datetime
+    conn: AsyncConnection,
+    catalog: Catalog,
+    batch: Sequence[tuple[ProfileEventRecord, str | None]],
+    now: datetime,
 ) -> list[OutRecord]:
+    """Apply (record, its traceparent) pairs; return the change records to publish."""
     records: dict[str, list[ProfileEventRecord]] = defaultdict(list)
-    for record in batch:
+    traces: dict[str, str | None] = {}
+    for record, trace in batch:
         records[record.profile.profile_id].append(record)
-    touched = set(records) | lifecycle.merged_ids(batch)
+        traces[record.profile.profile_id] = trace  # the latest record's
+    touched = set(records) | lifecycle.merged_ids(r for r, _ in batch)
     stored = await repository.stored_for_update(conn, touched)
     fresh = {
         pid: [r for r in recs if r.profile.version > stored.get(pid, (-1, None))[0]]
@@ -241,7 +256,7 @@ async def apply_profile_events(
     decisions, timers = await decide_profiles(
         conn, catalog, plans, dumped, now, timers_of=known, new_facts=fact_rows
     )
-    changes, out = decision_changes(decisions, dumped, now, timers=timers)
+    changes, out = decision_changes(decisions, dumped, now, timers=timers, traces=traces)
     changes.facts, changes.purchases = fact_rows, [(p, *o) for p, o in orders.items()]
     changes.profiles = [(pid, snap.version, dumped[pid]) for pid, snap in latest.items()]
     await repository.write_changes(conn, changes, now)

@@ -12,9 +12,9 @@ from services.segmenter import repository
 from services.segmenter.catalog import Catalog, changed_paths
 from services.segmenter.definitions import CompiledSegment, Segment
 from services.segmenter.evaluation import OCCURRENCE
-from services.segmenter.membership import decide
+from services.segmenter.membership import Decision, decide
 from services.segmenter.rfm import RfmConfig
-from services.segmenter.service import add_new_facts
+from services.segmenter.service import add_new_facts, decision_changes
 
 NOW = datetime(2026, 6, 15, 12, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -148,7 +148,7 @@ def test_catalog_reevaluates_only_what_an_event_can_change() -> None:
 def test_cel_sees_only_the_fields_the_decided_segments_read() -> None:
     customers = seg("id: customers\nname: c\ncondition: profile.behaviour.orders_count >= 1\n")
     vip = seg("id: vip\nname: v\ncondition: has(profile.traits.vip) && profile.traits.vip\n")
-    whole = seg("id: whole\nname: w\ncondition: size(profile) > 0\n")
+    whole = seg("id: whole\nname: w\ncondition: profile.size() > 0\n")
     catalog = Catalog([customers, vip, whole])
     assert catalog.cel_fields([customers]) == ["behaviour.orders_count"]
     assert catalog.cel_fields([customers, vip]) == ["behaviour.orders_count", "traits.vip"]
@@ -175,6 +175,18 @@ def test_new_facts_join_the_stored_ones_in_time_order() -> None:
     assert inputs.facts == {"p": {("Order Completed", "revenue"): [
         (NOW - 3 * DAY, 20.0), (NOW - 2 * DAY, 10.0), (NOW - DAY, 30.0),
     ]}}  # fmt: skip
+
+
+def test_changes_continue_the_trace_of_their_event_one_span_per_profile() -> None:
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    decisions = [Decision("p", entered=["a", "b"], exited=["c"]), Decision("q", entered=["a"])]
+    snaps = {"p": {"version": 3}, "q": {"version": 1}}
+    _, out = decision_changes(decisions, snaps, NOW, traces={"p": parent, "q": None})
+    traces = [dict(r.headers)["traceparent"].decode().split("-") for r in out]
+    assert [t[1] for t in traces[:3]] == ["0af7651916cd43dd8448eb211c80319c"] * 3
+    assert len({t[2] for t in traces[:3]}) == 1
+    assert traces[0][2] != "b7ad6b7169203331"
+    assert traces[3][1] != traces[0][1]  # no parent: a trace of its own
 
 
 def test_rfm_names_follow_the_first_matching_range() -> None:
