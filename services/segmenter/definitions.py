@@ -151,15 +151,21 @@ class CompiledSegment:
                 out[event] = max(out.get(event, 0.0), days)
         return out
 
+    def cel_paths(self) -> list[str]:
+        """Profile fields its CEL reads (`*` when CEL reads the profile wholesale)."""
+        if "cel" not in self._memo:
+            from services.segmenter.catalog import cel_paths  # noqa: PLC0415
+
+            sources = [self.segment.condition] if self.segment.condition else []
+            sources += [r.cel for r in self.rules if isinstance(r, CelRule)]
+            self._memo["cel"] = tuple(p for source in sources for p in cel_paths(source))
+        return list(self._memo["cel"])
+
     def profile_paths(self) -> list[str]:
         """Profile fields read by CEL and by date rules (`*` when CEL reads it wholesale)."""
-        from services.segmenter.catalog import cel_paths  # noqa: PLC0415
-
-        paths = cel_paths(self.segment.condition) if self.segment.condition else []
+        paths = self.cel_paths()
         for r in self.rules:
-            if isinstance(r, CelRule):
-                paths += cel_paths(r.cel)
-            elif isinstance(r, DaysSinceRule):
+            if isinstance(r, DaysSinceRule):
                 paths.append(r.days_since)
             elif isinstance(r, AnniversaryRule):
                 paths += [r.anniversary, "traits.timezone"]

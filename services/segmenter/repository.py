@@ -28,21 +28,27 @@ from shared.codec import dumps
 from shared.db import any_of, driver_connection
 
 ProfileFacts = dict[FactKey, list[tuple[datetime, float | None]]]
+FactRow = tuple[str, str, str, datetime, float | None]  # profile, event, property, at, value
+PurchaseRow = tuple[str, datetime, int, float]  # profile, last order, orders, money
 
 
 async def stored_for_update(
     conn: AsyncConnection, profile_ids: Iterable[str]
 ) -> dict[str, tuple[int, dict[str, Any]]]:
-    """Last applied version and snapshot per known profile, rows locked against the clock."""
+    """Last applied version and snapshot per known profile, rows locked against the clock (a
+    statement of its own: what is read after it must see what the lock waited for). Plain SQL
+    through SQLAlchemy, no statement to build: as a batch's first statement it opens the
+    transaction with it (on the driver it would cost a round trip more)."""
     ids = sorted(set(profile_ids))
     if not ids:
         return {}
-    rows = await conn.execute(
-        select(profiles.c.profile_id, profiles.c.version, profiles.c.snapshot)
-        .where(any_of(profiles.c.profile_id, ids))
-        .order_by(profiles.c.profile_id)
-        .with_for_update()
-    )
+    rows: Sequence[Any] = (
+        await conn.exec_driver_sql(
+            "SELECT profile_id, version, snapshot FROM segmenter.profiles"
+            " WHERE profile_id = ANY($1::text[]) ORDER BY profile_id FOR UPDATE",
+            (ids,),
+        )
+    ).all()
     return {r[0]: (r[1], r[2]) for r in rows}
 
 
@@ -69,26 +75,11 @@ async def save_profiles(conn: AsyncConnection, rows: Sequence[tuple[str, int, An
 
 
 async def add_events(
-    conn: AsyncConnection,
-    facts: Sequence[tuple[str, str, str, datetime, float | None]],
-    purchases: Sequence[tuple[str, datetime, int, float]],
+    conn: AsyncConnection, facts: Sequence[FactRow], purchases: Sequence[PurchaseRow]
 ) -> None:
-    """A batch's facts, and its orders folded into each profile's purchase summary (the RFM
-    input): one statement."""
-    if not facts and not purchases:
-        return
-    await (await driver_connection(conn)).execute(
-        "WITH f AS (INSERT INTO segmenter.facts (profile_id, event, property, at, value)"
-        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],"
-        "  $5::float8[])) "
-        "INSERT INTO segmenter.purchases AS t (profile_id, last_order_at, orders_count, monetary)"
-        " SELECT * FROM unnest($6::text[], $7::timestamptz[], $8::int[], $9::float8[])"
-        " ON CONFLICT (profile_id) DO UPDATE SET"
-        "  last_order_at = greatest(t.last_order_at, excluded.last_order_at),"
-        "  orders_count = t.orders_count + excluded.orders_count,"
-        "  monetary = t.monetary + excluded.monetary",
-        *_columns(facts, 5),
-        *_columns(purchases, 4),
+    """Facts, and orders folded into each profile's purchase summary (the RFM input)."""
+    await write_changes(
+        conn, Changes(facts=list(facts), purchases=list(purchases)), datetime.now(UTC)
     )
 
 
@@ -166,6 +157,8 @@ async def memberships_of(conn: AsyncConnection, profile_ids: Iterable[str]) -> d
 class Changes:
     """Everything a batch of decisions writes, in one statement (`write_changes`)."""
 
+    facts: list[FactRow] = field(default_factory=list)
+    purchases: list[PurchaseRow] = field(default_factory=list)  # folded into the summaries
     profiles: list[tuple[str, int, Any]] = field(default_factory=list)  # id, version, snapshot
     entered: list[tuple[str, str, int]] = field(default_factory=list)  # profile, segment, version
     exited: list[tuple[str, str, int]] = field(default_factory=list)  # profile, segment, version
@@ -179,9 +172,20 @@ class Changes:
 # encoding time). The rows deleted by key (exits, cleared timers; few) stay `unnest` arrays,
 # whose known length makes the planner probe the primary key (a JSON function's default
 # estimate of 100 rows makes it hash the whole table). The history is derived from the
-# entries and exits rather than sent twice.
+# entries and exits rather than sent twice. A batch's facts and purchases go in here too, so
+# deciding reads the stored facts and adds the new ones itself (one round trip fewer).
 _WRITE_CHANGES = (
-    "WITH p AS (INSERT INTO segmenter.profiles (profile_id, version, snapshot)"
+    "WITH f AS (INSERT INTO segmenter.facts (profile_id, event, property, at, value)"
+    "  SELECT r->>0, r->>1, r->>2, (r->>3)::timestamptz, (r->>4)::float8"
+    "  FROM json_array_elements($10::json) r),"
+    " o AS (INSERT INTO segmenter.purchases AS t"
+    "  (profile_id, last_order_at, orders_count, monetary)"
+    "  SELECT r->>0, (r->>1)::timestamptz, (r->>2)::int, (r->>3)::float8"
+    "  FROM json_array_elements($11::json) r ON CONFLICT (profile_id) DO UPDATE SET"
+    "  last_order_at = greatest(t.last_order_at, excluded.last_order_at),"
+    "  orders_count = t.orders_count + excluded.orders_count,"
+    "  monetary = t.monetary + excluded.monetary),"
+    " p AS (INSERT INTO segmenter.profiles (profile_id, version, snapshot)"
     "  SELECT r->>0, (r->>1)::bigint, r->2 FROM jsonb_array_elements($1::jsonb) r"
     "  ON CONFLICT (profile_id) DO UPDATE SET version = excluded.version,"
     "  snapshot = excluded.snapshot WHERE excluded.version > profiles.version),"
@@ -205,12 +209,12 @@ _WRITE_CHANGES = (
 
 
 async def write_changes(conn: AsyncConnection, changes: Changes, at: datetime) -> None:
-    """Snapshots, memberships, history and timers in one statement of data-modifying CTEs. A
-    batch never touches one row twice: one decision per profile, and a (profile, segment)
-    either enters or exits, either has a next change or none. History rows (entries, then
-    exits) are the entries and exits."""
+    """Facts, purchases, snapshots, memberships, history and timers in one statement of
+    data-modifying CTEs. A batch never touches one row twice: one decision per profile, and a
+    (profile, segment) either enters or exits, either has a next change or none; purchases
+    come folded per profile. History rows (entries, then exits) are the entries and exits."""
     c = changes
-    if not any((c.profiles, c.entered, c.exited, c.due, c.cleared)):
+    if not any((c.facts, c.purchases, c.profiles, c.entered, c.exited, c.due, c.cleared)):
         return
     await (await driver_connection(conn)).execute(
         _WRITE_CHANGES,
@@ -220,6 +224,8 @@ async def write_changes(conn: AsyncConnection, changes: Changes, at: datetime) -
         *_columns(c.exited, 3),
         *_columns(c.cleared, 2),
         dumps(c.due).decode(),
+        dumps(c.facts).decode(),
+        dumps(c.purchases).decode(),
     )
 
 
@@ -240,9 +246,7 @@ async def due_timers(conn: AsyncConnection, now: datetime, limit: int) -> list[t
     return [(r[0], r[1]) for r in rows]
 
 
-async def add_purchases(
-    conn: AsyncConnection, rows: Sequence[tuple[str, datetime, int, float]]
-) -> None:
+async def add_purchases(conn: AsyncConnection, rows: Sequence[PurchaseRow]) -> None:
     await add_events(conn, [], rows)
 
 

@@ -8,8 +8,9 @@ fact, and only for the segments the batch's events can change.
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -20,8 +21,8 @@ from services.segmenter.catalog import Catalog, changed_paths
 from services.segmenter.definitions import CompiledSegment
 from services.segmenter.evaluation import OCCURRENCE, parse_time
 from services.segmenter.membership import Decision, decide
-from services.segmenter.repository import Changes
-from shared.cloudevents import binary_headers
+from services.segmenter.repository import Changes, FactRow
+from shared.cloudevents import binary_headers, child_traceparent
 from shared.codec import dumps
 from shared.contracts import ProfileEventRecord
 from shared.kafka import OutRecord
@@ -45,9 +46,7 @@ def order_value(properties: dict[str, Any]) -> float:
     return 0.0
 
 
-def facts_of_event(
-    catalog: Catalog, profile_id: str, event: dict[str, Any]
-) -> list[tuple[str, str, str, datetime, float | None]]:
+def facts_of_event(catalog: Catalog, profile_id: str, event: dict[str, Any]) -> list[FactRow]:
     """The compact rows this event adds: only for events and properties a definition reads."""
     name = event.get("event")
     if event.get("type") != "track" or name not in catalog.tracked_events:
@@ -56,7 +55,7 @@ def facts_of_event(
     if at is None:
         return []
     props = event.get("properties") or {}
-    rows: list[tuple[str, str, str, datetime, float | None]] = []
+    rows: list[FactRow] = []
     for event_name, prop in catalog.fact_keys:
         if event_name != name:
             continue
@@ -75,6 +74,7 @@ def change_record(
     *,
     now: datetime,
     cause: str,
+    traceparent: str | None = None,
 ) -> OutRecord:
     """A `jm.segment-changes` record (a SegmentChange; `snapshot` is a dumped ProfileSnapshot,
     serialised as is: this runs for every change). `cause` makes the CloudEvents id unique."""
@@ -90,6 +90,7 @@ def change_record(
             source=SOURCE,
             time=now,
             subject=profile_id,
+            traceparent=traceparent,
         ),
     )
 
@@ -101,14 +102,20 @@ def decision_changes(
     *,
     cause: str | None = None,
     timers: dict[tuple[str, str], datetime] | None = None,
+    traces: Mapping[str, str | None] | None = None,
 ) -> tuple[Changes, list[OutRecord]]:
     """The rows these decisions write and their change records.
 
-    With `timers` (what is stored), only timers that moved are written."""
+    With `timers` (what is stored), only timers that moved are written. A profile's changes
+    continue the trace of the event that caused them (`traces`, by profile; a new trace
+    without one) as one span: one random span id per profile, not two ids per record."""
     changes, out = Changes(), []
     for d in decisions:
         snap = snapshots[d.profile_id]
         version = int(snap.get("version", 0))
+        trace = (
+            child_traceparent((traces or {}).get(d.profile_id)) if d.entered or d.exited else None
+        )
         kinds: tuple[tuple[Literal["entered", "exited"], list[str]], ...] = (
             ("entered", d.entered),
             ("exited", d.exited),
@@ -117,9 +124,10 @@ def decision_changes(
             for seg_id in seg_ids:
                 out.append(
                     change_record(
-                        d.profile_id, seg_id, kind, snap, now=now, cause=cause or str(version)
+                        d.profile_id, seg_id, kind, snap, now=now, cause=cause or str(version),
+                        traceparent=trace,
                     )
-                )
+                )  # fmt: skip
         changes.entered += [(d.profile_id, s, version) for s in d.entered]
         changes.exited += [(d.profile_id, s, version) for s in d.exited]
         if timers is None:
@@ -161,11 +169,21 @@ def decide_all(
             inputs.facts.get(pid, {}),
             now=now,
             current=inputs.memberships[pid],
-            cel_fields=catalog.cel_fields,
+            cel_fields=catalog.cel_fields(segs),
         )
         for pid, segs in plans.items()
         if segs
     ]
+
+
+def add_new_facts(
+    inputs: repository.Inputs, rows: Sequence[FactRow], events: set[str], since: datetime
+) -> None:
+    """Facts of this batch, not stored yet, added in time order to what was read."""
+    for pid, event, prop, at, value in rows:
+        if pid in inputs.facts and event in events and at > since:
+            series = inputs.facts[pid].setdefault((event, prop), [])
+            bisect.insort(series, (at, value), key=lambda fact: fact[0])
 
 
 async def decide_profiles(
@@ -176,22 +194,31 @@ async def decide_profiles(
     now: datetime,
     *,
     timers_of: Sequence[str] = (),
+    new_facts: Sequence[FactRow] = (),
 ) -> tuple[list[Decision], dict[tuple[str, str], datetime]]:
     """Load the facts, memberships (and stored timers of `timers_of`) these plans need, in one
-    statement, and decide; the stored timers come back for `decision_changes`."""
+    statement, add `new_facts` (this batch's, written with its changes) and decide; the stored
+    timers come back for `decision_changes`."""
     events = {e for segs in plans.values() for s in segs for e, _ in s.fact_keys()}
     since = now - timedelta(days=catalog.longest_days)
     inputs = await repository.decision_inputs(conn, plans, events, since, timers_of=timers_of)
+    add_new_facts(inputs, new_facts, events, since)
     return decide_all(catalog, plans, profiles, inputs, now), inputs.timers
 
 
 async def apply_profile_events(
-    conn: AsyncConnection, catalog: Catalog, batch: Sequence[ProfileEventRecord], now: datetime
+    conn: AsyncConnection,
+    catalog: Catalog,
+    batch: Sequence[tuple[ProfileEventRecord, str | None]],
+    now: datetime,
 ) -> list[OutRecord]:
+    """Apply (record, its traceparent) pairs; return the change records to publish."""
     records: dict[str, list[ProfileEventRecord]] = defaultdict(list)
-    for record in batch:
+    traces: dict[str, str | None] = {}
+    for record, trace in batch:
         records[record.profile.profile_id].append(record)
-    touched = set(records) | lifecycle.merged_ids(batch)
+        traces[record.profile.profile_id] = trace  # the latest record's
+    touched = set(records) | lifecycle.merged_ids(r for r, _ in batch)
     stored = await repository.stored_for_update(conn, touched)
     fresh = {
         pid: [r for r in recs if r.profile.version > stored.get(pid, (-1, None))[0]]
@@ -204,7 +231,7 @@ async def apply_profile_events(
     latest = {
         pid: max(recs, key=lambda r: r.profile.version).profile for pid, recs in fresh.items()
     }
-    fact_rows: list[tuple[str, str, str, datetime, float | None]] = []
+    fact_rows: list[FactRow] = []
     orders: dict[str, tuple[datetime, int, float]] = {}
     for pid, recs in fresh.items():
         for r in recs:
@@ -214,7 +241,6 @@ async def apply_profile_events(
                 last, count, money = orders.get(pid, (at, 0, 0.0))
                 value = order_value(r.event.get("properties") or {})
                 orders[pid] = (max(last, at), count + 1, money + value)
-    await repository.add_events(conn, fact_rows, [(p, *o) for p, o in orders.items()])
 
     dumped = {pid: snap.model_dump(mode="json") for pid, snap in latest.items()}
     plans = {
@@ -227,8 +253,11 @@ async def apply_profile_events(
         for pid, recs in fresh.items()
     }
     known = [pid for pid in plans if pid in stored] if catalog.timed else []
-    decisions, timers = await decide_profiles(conn, catalog, plans, dumped, now, timers_of=known)
-    changes, out = decision_changes(decisions, dumped, now, timers=timers)
+    decisions, timers = await decide_profiles(
+        conn, catalog, plans, dumped, now, timers_of=known, new_facts=fact_rows
+    )
+    changes, out = decision_changes(decisions, dumped, now, timers=timers, traces=traces)
+    changes.facts, changes.purchases = fact_rows, [(p, *o) for p, o in orders.items()]
     changes.profiles = [(pid, snap.version, dumped[pid]) for pid, snap in latest.items()]
     await repository.write_changes(conn, changes, now)
     return out

@@ -8,11 +8,13 @@ from typing import Any
 
 import yaml
 
+from services.segmenter import repository
 from services.segmenter.catalog import Catalog, changed_paths
 from services.segmenter.definitions import CompiledSegment, Segment
 from services.segmenter.evaluation import OCCURRENCE
-from services.segmenter.membership import decide
+from services.segmenter.membership import Decision, decide
 from services.segmenter.rfm import RfmConfig
+from services.segmenter.service import add_new_facts, decision_changes
 
 NOW = datetime(2026, 6, 15, 12, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -141,6 +143,50 @@ def test_catalog_reevaluates_only_what_an_event_can_change() -> None:
     assert ids(["Cart Viewed"], {"traits.vip"}) == ["vip", "carts"]
     assert len(changed_paths(catalog.watched_paths, None, after)) == 2
     assert catalog.fact_keys == {("Order Completed", OCCURRENCE), ("Cart Viewed", OCCURRENCE)}
+
+
+def test_cel_sees_only_the_fields_the_decided_segments_read() -> None:
+    customers = seg("id: customers\nname: c\ncondition: profile.behaviour.orders_count >= 1\n")
+    vip = seg("id: vip\nname: v\ncondition: has(profile.traits.vip) && profile.traits.vip\n")
+    whole = seg("id: whole\nname: w\ncondition: profile.size() > 0\n")
+    catalog = Catalog([customers, vip, whole])
+    assert catalog.cel_fields([customers]) == ["behaviour.orders_count"]
+    assert catalog.cel_fields([customers, vip]) == ["behaviour.orders_count", "traits.vip"]
+    assert catalog.cel_fields([vip, whole]) is None  # reads the profile wholesale
+    profile = {"traits": {"vip": True}, "behaviour": {"orders_count": 2}}
+    d = decide("p", [customers, vip], profile, {}, now=NOW, current=set(),
+               cel_fields=catalog.cel_fields([customers, vip]))  # fmt: skip
+    assert d.members == {"customers", "vip"}
+    lone = decide("p", [vip], profile, {}, now=NOW, current=set(),
+                  cel_fields=catalog.cel_fields([customers]))  # fmt: skip
+    assert lone.members == set()  # the field vip reads was left out of the view
+
+
+def test_new_facts_join_the_stored_ones_in_time_order() -> None:
+    inputs = repository.Inputs({"p": {("Order Completed", "revenue"): [(NOW - 2 * DAY, 10.0)]}})
+    rows = [
+        ("p", "Order Completed", "revenue", NOW - 3 * DAY, 20.0),
+        ("p", "Order Completed", "revenue", NOW - DAY, 30.0),
+        ("p", "Order Completed", "revenue", NOW - 400 * DAY, 40.0),  # beyond every window
+        ("p", "Product Viewed", OCCURRENCE, NOW, None),  # no segment decided reads it
+        ("q", "Order Completed", "revenue", NOW, 50.0),  # not decided in this batch
+    ]
+    add_new_facts(inputs, rows, {"Order Completed"}, NOW - 365 * DAY)
+    assert inputs.facts == {"p": {("Order Completed", "revenue"): [
+        (NOW - 3 * DAY, 20.0), (NOW - 2 * DAY, 10.0), (NOW - DAY, 30.0),
+    ]}}  # fmt: skip
+
+
+def test_changes_continue_the_trace_of_their_event_one_span_per_profile() -> None:
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    decisions = [Decision("p", entered=["a", "b"], exited=["c"]), Decision("q", entered=["a"])]
+    snaps = {"p": {"version": 3}, "q": {"version": 1}}
+    _, out = decision_changes(decisions, snaps, NOW, traces={"p": parent, "q": None})
+    traces = [dict(r.headers)["traceparent"].decode().split("-") for r in out]
+    assert [t[1] for t in traces[:3]] == ["0af7651916cd43dd8448eb211c80319c"] * 3
+    assert len({t[2] for t in traces[:3]}) == 1
+    assert traces[0][2] != "b7ad6b7169203331"
+    assert traces[3][1] != traces[0][1]  # no parent: a trace of its own
 
 
 def test_rfm_names_follow_the_first_matching_range() -> None:
