@@ -4,29 +4,55 @@ statements: batches of rows, not ORM objects, are what the hot paths move."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import ColumnElement, any_, literal, text
+from sqlalchemy import ColumnElement, any_, event, literal, text
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from shared.settings import Settings
 
+IDLE_PING_S = 1.0
+
 
 def create_engine(settings: Settings, pool_size: int = 5) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
         pool_size=pool_size,
         max_overflow=5,
-        pool_pre_ping=True,
         # JSONB columns through orjson: several times faster than the stdlib encoder.
         json_serializer=lambda obj: orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode(),
         json_deserializer=orjson.loads,
         connect_args={"server_settings": {"application_name": settings.service_name}},
     )
+    event.listen(engine.sync_engine.pool, "checkin", _checked_in)
+    event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
+    return engine
+
+
+def _checked_in(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    record.info["checked_in"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+    """`pool_pre_ping`, for connections that sat idle: the pre-ping is three round trips
+    (BEGIN, `;`, ROLLBACK) on every checkout, measured at 1.4 ms of CPU and 3.4 ms of wall a
+    transaction on a loaded machine, more than a small batch's own statements. A connection
+    used a moment ago is alive; one that idled may have been cut (a database restart), and a
+    failed ping makes the pool replace it (SQLAlchemy's documented DisconnectionError)."""
+    returned = record.info.get("checked_in")
+    if returned is None or time.monotonic() - returned < IDLE_PING_S:
+        return  # just opened, or used a moment ago
+    try:
+        dbapi_connection.ping()
+    except Exception as exc:
+        raise DisconnectionError(f"stale connection: {exc}") from exc
 
 
 async def ping(engine: AsyncEngine) -> None:
@@ -51,7 +77,13 @@ async def driver_connection(conn: AsyncConnection) -> asyncpg.Connection:
     raw = await conn.get_raw_connection()
     driver: asyncpg.Connection = raw.driver_connection
     if not driver.is_in_transaction():
-        await conn.exec_driver_sql("SELECT 1")
+        # BEGIN as the adapter sends it (one round trip; a statement through SQLAlchemy
+        # would cost BEGIN and the statement)
+        start = getattr(raw.dbapi_connection, "_start_transaction", None)
+        if start is not None and conn.in_transaction():
+            await start()
+        else:
+            await conn.exec_driver_sql("SELECT 1")
         if not driver.is_in_transaction():
             raise RuntimeError("driver statements must run in a transaction (engine.begin())")
     return driver

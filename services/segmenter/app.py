@@ -40,9 +40,10 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             registry=registry, clock=time_source, clock_loop=loop,
             refused=[*registry.refused, *([rfm_error] if rfm_error else [])],
         )  # fmt: skip
-        handler = profile_events_handler(runtime, relay, registry, time_source)
-        runtime.add_consumer([PROFILE_EVENTS], "segmenter", handler)
-        runtime.on_stop(handler.close)
+        runtime.add_consumer(
+            [PROFILE_EVENTS], "segmenter",
+            profile_events_handler(runtime, relay, registry, time_source),
+        )  # fmt: skip
         await loop.start()
         runtime.on_stop(loop.stop)
 
