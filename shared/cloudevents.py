@@ -6,7 +6,7 @@ https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/bindings/kafka-proto
 
 from __future__ import annotations
 
-import secrets
+import random
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -15,15 +15,18 @@ Headers = list[tuple[str, bytes]]
 
 
 def new_traceparent() -> str:
-    """A fresh W3C trace context: version 00, random trace and span ids, sampled."""
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    """A fresh W3C trace context: version 00, random trace and span ids, sampled.
+
+    Ids identify, they protect nothing: `random` (seeded from the OS at start) draws them
+    without the system call `secrets` makes for each, and one record per event needs one."""
+    return f"00-{random.getrandbits(128):032x}-{random.getrandbits(64):016x}-01"
 
 
 def child_traceparent(parent: str | None) -> str:
     """Continue the caller's trace with a new span id, or start one."""
-    parts = parent.split("-") if parent else []
+    parts = parent.split("-") if parent else ()
     if len(parts) == 4 and len(parts[1]) == 32:
-        return f"00-{parts[1]}-{secrets.token_hex(8)}-{parts[3]}"
+        return f"00-{parts[1]}-{random.getrandbits(64):016x}-{parts[3]}"
     return new_traceparent()
 
 

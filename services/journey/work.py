@@ -5,7 +5,6 @@ counters last, so concurrent batches take row locks in one order)."""
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -130,13 +129,11 @@ class Work:
     def records(self) -> list[OutRecord]:
         out = []
         dispatches = self.fx.dispatches
-        parents = [
-            self.traceparents.get(r.data.get("journey", {}).get("instance_id", ""))
-            for r in dispatches
-        ]
         headers = _DispatchHeaders(self.now)
         text = self.fx.json
-        for request, traceparent in zip(dispatches, _traceparents(parents), strict=True):
+        for request in dispatches:
+            instance_id = request.data.get("journey", {}).get("instance_id", "")
+            traceparent = child_traceparent(self.traceparents.get(instance_id))
             out.append(
                 OutRecord(
                     DISPATCH,
@@ -190,21 +187,6 @@ class _DispatchHeaders:
         headers[at_subject] = ("ce_subject", subject.encode())
         headers[at_trace] = ("traceparent", traceparent.encode())
         return headers
-
-
-def _traceparents(parents: Sequence[str | None]) -> list[str]:
-    """`child_traceparent` of each parent; the random ids of new traces (every timer firing
-    starts one) are drawn in one call for the whole batch instead of two per record."""
-    fresh = sum(1 for p in parents if p is None)
-    pool = secrets.token_hex(24 * fresh) if fresh else ""
-    out, at = [], 0
-    for parent in parents:
-        if parent is None:
-            out.append(f"00-{pool[at : at + 32]}-{pool[at + 32 : at + 48]}-01")
-            at += 48
-        else:
-            out.append(child_traceparent(parent))
-    return out
 
 
 def fresh_ids(records: Sequence[tuple[str, Any]], new: set[str]) -> list[Any]:

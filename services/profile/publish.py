@@ -6,7 +6,6 @@ pydantic dump per event on the hot path). Their shape is `shared.contracts`: Pro
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,20 +21,12 @@ _SOURCE = SOURCE.encode()
 CONSENT_CHANGED = "Consent Changed"
 
 
-def _span_id() -> str:
-    return f"{random.getrandbits(64):016x}"
-
-
 def fast_headers(
     event_id: str, event_type: bytes, time: datetime, subject: str, traceparent: str | None
 ) -> Headers:
     """`shared.cloudevents.binary_headers` for the per-event hot path: the same headers, built
     without its general-purpose work (one record per consumed event takes this path)."""
-    parts = traceparent.split("-") if traceparent else ()
-    if len(parts) == 4 and len(parts[1]) == 32:
-        trace = f"00-{parts[1]}-{_span_id()}-{parts[3]}"
-    else:
-        trace = f"00-{random.getrandbits(128):032x}-{_span_id()}-01"
+    trace = child_traceparent(traceparent)
     stamp = time.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return [
         ("ce_specversion", b"1.0"),
