@@ -60,14 +60,18 @@ class Runtime:
             await _until_up(f"consumer {consumer.group}", consumer.start)
 
     async def stop(self) -> None:
+        """Stop every part in reverse order, each within STOP_TIMEOUT_S: a part that hangs
+        (a provider, the broker) is logged and left, and the rest still stop. Nothing is lost
+        by that: offsets not committed are redelivered, outbox rows stay for the recovery
+        path, and attempts left `sending` are the sweeper's (`unknown`)."""
         for stopper in reversed(self._stoppers):
-            await stopper()
+            await _bounded(getattr(stopper, "__qualname__", "a stopper"), stopper())
         for consumer in self.consumers:
-            await consumer.stop()
+            await _bounded(f"consumer {consumer.group}", consumer.stop())
         for relay in self.relays:
-            await relay.stop()
-        await self.producer.stop()
-        await self.engine.dispose()
+            await _bounded("outbox relay", relay.stop())
+        await _bounded("producer", self.producer.stop())
+        await _bounded("database engine", self.engine.dispose())
 
     async def readiness(self) -> dict[str, str]:
         """`ok` or what is wrong, per dependency: the body of `/readyz`."""
@@ -79,6 +83,16 @@ class Runtime:
         for relay in self.relays:
             checks["outbox"] = relay.problem or "ok"
         return checks
+
+
+STOP_TIMEOUT_S = 30.0
+
+
+async def _bounded(what: str, stopping: Awaitable[None]) -> None:
+    try:
+        await asyncio.wait_for(stopping, timeout=STOP_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("stopping %s took over %.0f s; left it", what, STOP_TIMEOUT_S)
 
 
 def tune_gc() -> None:
