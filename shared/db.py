@@ -77,13 +77,9 @@ async def driver_connection(conn: AsyncConnection) -> asyncpg.Connection:
     raw = await conn.get_raw_connection()
     driver: asyncpg.Connection = raw.driver_connection
     if not driver.is_in_transaction():
-        # BEGIN as the adapter sends it (one round trip; a statement through SQLAlchemy
-        # would cost BEGIN and the statement)
-        start = getattr(raw.dbapi_connection, "_start_transaction", None)
-        if start is not None and conn.in_transaction():
-            await start()
-        else:
-            await conn.exec_driver_sql("SELECT 1")
+        # Through SQLAlchemy, not the adapter's BEGIN directly: a dead connection found here
+        # must be invalidated by SQLAlchemy's disconnect handling, not returned to the pool.
+        await conn.exec_driver_sql("SELECT 1")
         if not driver.is_in_transaction():
             raise RuntimeError("driver statements must run in a transaction (engine.begin())")
     return driver
