@@ -16,6 +16,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from shared.codec import json_text
 from shared.settings import Settings
 
 IDLE_PING_S = 1.0
@@ -27,7 +28,7 @@ def create_engine(settings: Settings, pool_size: int = 5) -> AsyncEngine:
         pool_size=pool_size,
         max_overflow=5,
         # JSONB columns through orjson: several times faster than the stdlib encoder.
-        json_serializer=lambda obj: orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode(),
+        json_serializer=json_text,
         json_deserializer=orjson.loads,
         connect_args={"server_settings": {"application_name": settings.service_name}},
     )

@@ -26,6 +26,7 @@ from services.channels.models import (
     suppressions,
 )
 from services.channels.policy import OptOut
+from shared.codec import json_text
 from shared.db import any_of, driver_connection
 
 WHEN = DateTime(timezone=True)
@@ -46,7 +47,7 @@ async def upsert_contacts(conn: AsyncConnection, snapshots: Iterable[dict[str, A
     await (await driver_connection(conn)).execute(
         _UPSERT_CONTACTS,
         [k for k, _ in ordered], [v["version"] for _, v in ordered],
-        [_json(v) for _, v in ordered],
+        [json_text(v) for _, v in ordered],
     )  # fmt: skip
 
 
@@ -58,10 +59,6 @@ _UPSERT_CONTACTS = """
     SET version = excluded.version, snapshot = excluded.snapshot, updated_at = now()
     WHERE c.version < excluded.version
 """
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 async def lock_contacts(

@@ -16,7 +16,6 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-import orjson
 from sqlalchemy import bindparam, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -32,6 +31,7 @@ from services.journey.models import (
     webhook_calls,
 )
 from services.journey.state import CounterKey, Instance, StoredProfile, Timer
+from shared.codec import json_text
 from shared.contracts import ProfileSnapshot
 from shared.db import driver_connection
 
@@ -44,10 +44,6 @@ _INSTANCE_COLUMNS = (
 
 _SNAPSHOT_JSON = ProfileSnapshot.__pydantic_serializer__.to_json
 pg = driver_connection  # short: every hot statement below starts with it
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 async def mark_seen(conn: AsyncConnection, message_ids: Sequence[str]) -> set[str]:
@@ -206,7 +202,7 @@ async def save_instances(
             f"UPDATE {S}.instances AS t SET {_SET_MOVED}, updated_at = $2"
             f" FROM json_to_recordset($1::text::json) AS x(instance_id text, {_MOVED})"
             " WHERE t.instance_id = x.instance_id",
-            _json(moved),
+            json_text(moved),
             now,
         )
     if db is not None and made:
@@ -221,7 +217,7 @@ async def save_instances(
             f" journey_version int, entry_key text, entered_at timestamptz, {_MOVED}) "
             f"ON CONFLICT (instance_id) DO UPDATE SET {_SET_MOVED.replace('x.', 'excluded.')},"
             " updated_at = excluded.updated_at",
-            _json(made),
+            json_text(made),
             now,
         )
 

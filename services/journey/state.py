@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from shared.codec import json_text
 from shared.contracts import DispatchRequest, ProfileSnapshot
 
 HISTORY_LIMIT = 100
@@ -298,7 +299,7 @@ class Effects:
             return hit[1]
         dumped = self.docs.get(id(profile))
         if dumped is not None and dumped[0] is profile:
-            text = orjson.dumps(dumped[1], option=orjson.OPT_NON_STR_KEYS).decode()
+            text = json_text(dumped[1])
         else:
             text = _SNAPSHOT_JSON(profile).decode()
         self.texts[id(profile)] = profile, text  # holding the snapshot keeps its id unique

@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.profile.behaviour import ProfileState
+from shared.codec import json_text
 from shared.db import driver_connection
 
 S = "profile"
@@ -26,10 +27,6 @@ _PROFILE_COLUMNS = (
     "profile_id, version, user_id, anonymous_id, traits::text, behaviour::text, consent::text,"
     " internal::text, updated_at, created_at"
 )
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 pg = driver_connection  # short: every statement below starts with it
@@ -120,10 +117,10 @@ async def save_profiles(conn: AsyncConnection, states: Iterable[ProfileState]) -
         [s.user_id for s in rows],
         [s.anonymous_id for s in rows],
         [s.version for s in rows],
-        [_json(s.traits) for s in rows],
-        [_json(s.behaviour) for s in rows],
-        [_json(s.consent) for s in rows],
-        [_json(s.internal) for s in rows],
+        [json_text(s.traits) for s in rows],
+        [json_text(s.behaviour) for s in rows],
+        [json_text(s.consent) for s in rows],
+        [json_text(s.internal) for s in rows],
         [s.updated_at for s in rows],
     )
 
