@@ -77,6 +77,12 @@ def _shop(count: int, seed: int = 42) -> Shop:
     )
 
 
+def _tree(pid: int) -> list[psutil.Process]:
+    """A process and all its descendants (a service's workers, PostgreSQL's backends)."""
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
 class MemorySampler:
     """Peak resident memory of each service process, sampled twice a second."""
 
@@ -90,8 +96,7 @@ class MemorySampler:
         while not self._stop.wait(0.5):
             for name, pid in self._pids.items():
                 try:
-                    tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-                    rss = sum(p.memory_info().rss for p in tree) / 2**20
+                    rss = sum(p.memory_info().rss for p in _tree(pid)) / 2**20
                 except psutil.Error:
                     continue
                 self.peak_mb[name] = max(self.peak_mb[name], rss)
@@ -119,8 +124,7 @@ class CpuAccount:
         part_of: dict[int, str] = {os.getpid(): "bench"}
         for name, pid in self._pids.items():
             with contextlib.suppress(psutil.Error):
-                root = psutil.Process(pid)
-                for proc in (root, *root.children(recursive=True)):
+                for proc in _tree(pid):
                     part_of[proc.pid] = name
         used: dict[str, float] = defaultdict(float)
         for pid, part in part_of.items():
