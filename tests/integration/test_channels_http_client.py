@@ -64,6 +64,17 @@ async def _serve(
         server.close()
 
 
+async def _post_is_ambiguous(
+    answer: Answerer, *, read_timeout: float = 5, match: str | None = None
+) -> None:
+    """A POST to a server answering with `answer` fails as AmbiguousSendError."""
+    async with _serve(answer) as (url, _):
+        api = HttpApi(url, 2, timeout=read_timeout)
+        with pytest.raises(AmbiguousSendError, match=match):
+            await api.post("/x", data=b"{}")
+        await api.aclose()
+
+
 async def test_no_connection_is_transient() -> None:
     api = HttpApi(f"http://127.0.0.1:{free_port()}", 2, timeout=1)
     with pytest.raises(TransientSendError):
@@ -124,11 +135,7 @@ async def test_a_connection_reset_after_the_request_is_ambiguous() -> None:
         sock = writer.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
-    async with _serve(reset) as (url, _):
-        api = HttpApi(url, 2, timeout=5)
-        with pytest.raises(AmbiguousSendError):
-            await api.post("/x", data=b"{}")
-        await api.aclose()
+    await _post_is_ambiguous(reset)
 
 
 async def test_an_answer_cut_short_is_ambiguous() -> None:
@@ -137,11 +144,7 @@ async def test_an_answer_cut_short_is_ambiguous() -> None:
         writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n{"sid"')
         await writer.drain()
 
-    async with _serve(short) as (url, _):
-        api = HttpApi(url, 2, timeout=5)
-        with pytest.raises(AmbiguousSendError):
-            await api.post("/x", data=b"{}")
-        await api.aclose()
+    await _post_is_ambiguous(short)
 
 
 async def test_https_trusts_ssl_cert_file_and_refuses_other_certificates(
@@ -180,11 +183,7 @@ async def test_a_connection_lost_after_the_request_is_ambiguous() -> None:
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)  # the provider has the message, then the line drops
 
-    async with _serve(hang_up) as (url, _):
-        api = HttpApi(url, 2, timeout=5)
-        with pytest.raises(AmbiguousSendError):
-            await api.post("/x", data=b"{}")
-        await api.aclose()
+    await _post_is_ambiguous(hang_up)
 
 
 async def test_a_late_answer_is_ambiguous() -> None:
@@ -192,11 +191,7 @@ async def test_a_late_answer_is_ambiguous() -> None:
         await _read_request(reader)
         await asyncio.sleep(5)
 
-    async with _serve(never) as (url, _):
-        api = HttpApi(url, 2, timeout=0.3)
-        with pytest.raises(AmbiguousSendError, match="ReadTimeout"):
-            await api.post("/x", data=b"{}")
-        await api.aclose()
+    await _post_is_ambiguous(never, read_timeout=0.3, match="ReadTimeout")
 
 
 async def test_chunked_and_close_delimited_answers_are_read_whole() -> None:
