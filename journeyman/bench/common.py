@@ -4,10 +4,12 @@ database, latency percentiles, and the table / JSON output."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -155,47 +157,101 @@ def report(
         console.print(f"figures written to {json_path}")
 
 
-async def fixed_rate_latency(
-    bootstrap: str,
-    *,
-    source: str,
-    sink: str,
-    rate: float,
-    records: Sequence[tuple[str, Callable[[], bytes]]],
-    answers: Callable[[dict[str, Any]], bool],
-) -> list[float]:
-    """ms from producing each record to `source` (at `rate` a second) to reading its answer on
-    `sink`. `records` are (profile id, value built at send time, so timestamps are fresh);
-    an answer is a `sink` record for that profile id for which `answers(body)` holds."""
-    reader = AIOKafkaConsumer(sink, bootstrap_servers=bootstrap, group_id=None,
+@dataclass(frozen=True)
+class FixedRateLoad:
+    """Records to `source` at `rate` a second, one per (profile id, kind) of `events`, made at
+    send time by `build(profile_id, kind)` (fresh timestamps); an event whose kind is in
+    `answered` waits for its answer: a `sink` record for that profile id whose field
+    `answer[0]` is `answer[1]`. The others are load. `build` must pickle (a module-level
+    function, or a `functools.partial` of one): the load runs in another process."""
+
+    bootstrap: str
+    source: str
+    sink: str
+    rate: float
+    events: Sequence[tuple[str, str]]
+    build: Callable[[str, str], bytes]
+    answered: frozenset[str]
+    answer: tuple[str, str]
+
+
+async def fixed_rate_latency(load: FixedRateLoad, timeout_s: float = 180.0) -> list[float]:
+    """ms from producing each record of `load` to reading its answer.
+
+    The load runs in a child process, as a shop's backend and the services downstream do: in
+    the process under test it took a third as much CPU as the handler it measured, and its
+    sends and reads queued behind the handler's work on one event loop, counted as latency."""
+    context = multiprocessing.get_context("spawn")
+    receiving, sending = context.Pipe(duplex=False)
+    child = context.Process(target=_load_child, args=(sending, load), name="bench-load")
+    child.start()
+    sending.close()
+    try:
+        result = await asyncio.to_thread(_receive, receiving, timeout_s)
+    finally:
+        await asyncio.to_thread(child.join, 10)
+        if child.is_alive():
+            child.kill()
+    if isinstance(result, str):
+        raise RuntimeError(f"latency load failed: {result}")
+    return result
+
+
+def _receive(receiving: Connection, timeout_s: float) -> list[float] | str:
+    if not receiving.poll(timeout_s):
+        return f"no answer in {timeout_s:.0f} s"
+    try:
+        found: list[float] | str = receiving.recv()
+    except EOFError:
+        return "the load process ended without an answer"
+    return found
+
+
+def _load_child(sending: Connection, load: FixedRateLoad) -> None:
+    try:
+        result: list[float] | str = asyncio.run(_timed_load(load))
+    except Exception as exc:  # reported to the parent, which raises it
+        result = f"{type(exc).__name__}: {exc}"
+    sending.send(result)
+    sending.close()
+
+
+async def _timed_load(load: FixedRateLoad) -> list[float]:
+    field_name, wanted = load.answer
+    reader = AIOKafkaConsumer(load.sink, bootstrap_servers=load.bootstrap, group_id=None,
                               fetch_max_wait_ms=5, auto_offset_reset="latest")  # fmt: skip
     await reader.start()
     await reader.seek_to_end()
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
 
+    awaited = sum(1 for _, kind in load.events if kind in load.answered)
+
     async def read() -> None:
-        while len(latencies) < len(records):
+        while len(latencies) < awaited:
             batches = await reader.getmany(timeout_ms=200)
             arrived = time.perf_counter()
             for msgs in batches.values():
                 for msg in msgs:
                     body = orjson.loads(msg.value or b"{}")
                     pid = body.get("profile_id", "")
-                    if pid in sent_at and answers(body):
+                    if pid in sent_at and body.get(field_name) == wanted:
                         latencies.append((arrived - sent_at.pop(pid)) * 1000)
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=0)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=load.bootstrap, enable_idempotence=False, linger_ms=0
+    )
     await producer.start()
     reading = asyncio.create_task(read())
     try:
         started = time.perf_counter()
-        for i, (pid, value) in enumerate(records):
-            if (delay := started + i / rate - time.perf_counter()) > 0:
+        for i, (pid, kind) in enumerate(load.events):
+            if (delay := started + i / load.rate - time.perf_counter()) > 0:
                 await asyncio.sleep(delay)
-            body = value()
-            sent_at[pid] = time.perf_counter()
-            await producer.send(source, value=body, key=pid.encode())
+            body = load.build(pid, kind)
+            if kind in load.answered:
+                sent_at[pid] = time.perf_counter()
+            await producer.send(load.source, value=body, key=pid.encode())
         await asyncio.wait_for(reading, timeout=120)
     finally:
         reading.cancel()

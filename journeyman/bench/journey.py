@@ -9,8 +9,10 @@ consumer, relay and timer worker running in-process (SystemClock, real durations
 1. Throughput: one `jm.profile-events` record per customer (sign-ups, checkouts, orders with
    beans, deliveries, product views) queued, then consumed at full speed; the same records
    through the raw pass-through baseline.
-2. Latency: sign-ups at a fixed rate (the welcome journey sends at once); the time from
-   producing the profile event to reading its dispatch on `jm.dispatch`.
+2. Latency: the same mix at a fixed rate; for each sign-up (the welcome journey sends at
+   once), the time from producing the profile event to reading its dispatch on `jm.dispatch`.
+   Then again with every event a sign-up, the heaviest kind, as a stress reading. The load
+   runs in its own process.
 3. Lateness: timers due over a few seconds at a steady rate; how late each fired.
 4. Backlog: N instances waiting on timers that are all due (set-based seed), drained by the
    worker: firings/s and the time to drain. Each firing moves an instance, sends a message
@@ -24,7 +26,6 @@ import random
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ import orjson
 from rich.console import Console
 
 from journeyman.bench.common import (
+    FixedRateLoad,
     Throughput,
     asyncpg_dsn,
     fixed_rate_latency,
@@ -51,7 +53,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SIZES = {"small": 10_000, "default": 100_000, "large": 100_000}
 BACKLOG = {"small": 20_000, "default": 1_000_000, "large": 1_000_000}
 LATENCY_RATE = 2_000  # events/s
-LATENCY_EVENTS = {"small": 1_000, "default": 10_000, "large": 20_000}
+LATENCY_EVENTS = {"small": 4_000, "default": 20_000, "large": 40_000}  # the mix: 1/6 sign-ups
+SIGN_UP_EVENTS = {"small": 1_000, "default": 10_000, "large": 20_000}  # every one a sign-up
 LATENESS_TIMERS = {"small": 4_000, "default": 20_000, "large": 20_000}
 LATENESS_SPAN_S = 5.0
 TIMER_JOURNEY = """id: bench-timers
@@ -93,34 +96,44 @@ def _record(pid: str, mid: str, name: str, at: datetime, **props: Any) -> bytes:
     )
 
 
-def _traffic(count: int, run: str, seed: int = 7) -> list[tuple[bytes | None, bytes]]:
-    """One event per customer, the mix a shop sends; about half start an instance."""
+MIX = (  # (share, event): the mix a shop sends; about half start an instance
+    (0.15, "Signed Up"),
+    (0.20, "Checkout Started"),
+    (0.15, "Order Completed"),
+    (0.10, "Order Delivered"),
+    (0.40, "Product Viewed"),
+)
+
+
+def _kinds(count: int, seed: int = 7) -> list[str]:
     rng = random.Random(seed)  # noqa: S311  (synthetic data)
+    names, shares = zip(*((name, share) for share, name in MIX), strict=True)
+    return rng.choices(names, weights=shares, k=count)
+
+
+def _event(pid: str, name: str, at: datetime) -> bytes:
+    """The first event of customer `pid`, with the properties the journeys read."""
+    by_name: dict[str, dict[str, Any]] = {
+        "Checkout Started": {"cart_id": f"cart-{pid}"},
+        "Order Completed": {"cart_id": f"c-{pid}", "revenue": 30.0,
+                            "products": [{"product_id": "sku-espresso", "price": 24.9}]},
+        "Order Delivered": {"order_id": f"o-{pid}"},
+        "Product Viewed": {"product_id": "sku-mug"},
+    }  # fmt: skip
+    return _record(pid, f"{pid}-1", name, at, **by_name.get(name, {}))
+
+
+def _event_now(pid: str, name: str) -> bytes:
+    return _event(pid, name, datetime.now(UTC))
+
+
+def _traffic(count: int, run: str) -> list[tuple[bytes | None, bytes]]:
+    """One event per customer, in the shop's mix."""
     now = datetime.now(UTC)
-    out: list[tuple[bytes | None, bytes]] = []
-    for i in range(count):
-        pid, mid = f"{run}-{i}", f"{run}-{i}-1"
-        kind = rng.random()
-        if kind < 0.15:
-            record = _record(pid, mid, "Signed Up", now)
-        elif kind < 0.35:
-            record = _record(pid, mid, "Checkout Started", now, cart_id=f"cart-{i}")
-        elif kind < 0.5:
-            record = _record(
-                pid,
-                mid,
-                "Order Completed",
-                now,
-                cart_id=f"c-{i}",
-                revenue=30.0,
-                products=[{"product_id": "sku-espresso", "price": 24.9}],
-            )
-        elif kind < 0.6:
-            record = _record(pid, mid, "Order Delivered", now, order_id=f"o-{i}")
-        else:
-            record = _record(pid, mid, "Product Viewed", now, product_id="sku-mug")
-        out.append((pid.encode(), record))
-    return out
+    return [
+        (f"{run}-{i}".encode(), _event(f"{run}-{i}", name, now))
+        for i, name in enumerate(_kinds(count))
+    ]
 
 
 async def _consume_all(app: Any, total: int) -> tuple[Throughput, float]:
@@ -145,17 +158,17 @@ async def _outbox_drained(dsn: str) -> None:
         await db.close()
 
 
-async def _latency(bootstrap: str, run: str, count: int) -> list[float]:
-    """Sign-ups at LATENCY_RATE/s; ms from producing each to reading its welcome dispatch."""
-
-    def sign_up(pid: str) -> Callable[[], bytes]:
-        return lambda: _record(pid, f"{pid}-1", "Signed Up", datetime.now(UTC))
-
-    return await fixed_rate_latency(
-        bootstrap, source=PROFILE_EVENTS, sink=DISPATCH, rate=LATENCY_RATE,
-        records=[(f"{run}-new-{i}", sign_up(f"{run}-new-{i}")) for i in range(count)],
-        answers=lambda body: body.get("template") == "welcome",
+async def _latency(bootstrap: str, run: str, count: int, *, mixed: bool) -> list[float]:
+    """`count` events at LATENCY_RATE/s; ms from producing each sign-up to reading its welcome
+    dispatch. `mixed`: the shop's mix (a sixth are sign-ups); else every event a sign-up, the
+    heaviest kind (an instance, two timers, a send), as a stress reading."""
+    kinds = _kinds(count, seed=11) if mixed else ["Signed Up"] * count
+    events = [(f"{run}-new-{i}", kind) for i, kind in enumerate(kinds)]
+    load = FixedRateLoad(
+        bootstrap, PROFILE_EVENTS, DISPATCH, LATENCY_RATE, events, _event_now,
+        frozenset({"Signed Up"}), ("template", "welcome"),
     )  # fmt: skip
+    return await fixed_rate_latency(load)
 
 
 async def _seed_waiting(
@@ -251,7 +264,9 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
         worker = app.state.runtime.state["timers"]
         through, consume_cpu_s = await _consume_all(app, count)
         await _outbox_drained(dsn)
-        latencies = await _latency(bootstrap, run, LATENCY_EVENTS[size])
+        latencies = await _latency(bootstrap, f"{run}-mix", LATENCY_EVENTS[size], mixed=True)
+        await _outbox_drained(dsn)
+        stressed = await _latency(bootstrap, f"{run}-up", SIGN_UP_EVENTS[size], mixed=False)
         await _outbox_drained(dsn)
         spread = LATENESS_TIMERS[size]
         worker.lateness_s.clear()
@@ -280,6 +295,8 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
         "dispatch_latency_p99_ms": round(percentile(latencies, 99), 1),
         "latency_rate_per_s": LATENCY_RATE,
         "latency_samples": len(latencies),
+        "sign_up_only_dispatch_latency_p50_ms": round(percentile(stressed, 50), 1),
+        "sign_up_only_dispatch_latency_p99_ms": round(percentile(stressed, 99), 1),
         "lateness_timers": spread,
         "timer_lateness_p50_ms": round(percentile(lateness, 50) * 1000, 1),
         "timer_lateness_p99_ms": round(percentile(lateness, 99) * 1000, 1),
@@ -313,8 +330,16 @@ def run(size: str, json_path: Path | None, console: Console) -> None:
         ("raw baseline events/s", figures["baseline_events_per_s"]),
         ("journey engine events/s", figures["journey_events_per_s"]),
         ("ratio to baseline", figures["ratio_to_baseline"]),
-        (f"event->dispatch p50 ms at {LATENCY_RATE}/s", figures["dispatch_latency_p50_ms"]),
-        (f"event->dispatch p99 ms at {LATENCY_RATE}/s", figures["dispatch_latency_p99_ms"]),
+        (f"event->dispatch p50 ms at {LATENCY_RATE} ev/s", figures["dispatch_latency_p50_ms"]),
+        (f"event->dispatch p99 ms at {LATENCY_RATE} ev/s", figures["dispatch_latency_p99_ms"]),
+        (
+            "  same rate, every event a sign-up: p50 ms",
+            figures["sign_up_only_dispatch_latency_p50_ms"],
+        ),
+        (
+            "  same rate, every event a sign-up: p99 ms",
+            figures["sign_up_only_dispatch_latency_p99_ms"],
+        ),
         ("timer lateness p50 ms", figures["timer_lateness_p50_ms"]),
         ("timer lateness p99 ms", figures["timer_lateness_p99_ms"]),
         (f"{figures['backlog_timers']:,} due timers drained, s", figures["backlog_drain_s"]),

@@ -25,7 +25,6 @@ import random
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ import orjson
 from rich.console import Console
 
 from journeyman.bench.common import (
+    FixedRateLoad,
     Throughput,
     asyncpg_dsn,
     fixed_rate_latency,
@@ -211,19 +211,21 @@ async def _outbox_drained(dsn: str) -> None:
         await db.close()
 
 
+def _big_order(pid: str, _kind: str) -> bytes:
+    """A known customer's (one event) order that makes them a big spender."""
+    return _record(pid, 2, "Order Completed", datetime.now(UTC), revenue=600.0, orders=2,
+                   total=600.0)  # fmt: skip
+
+
 async def _latency(bootstrap: str, run: str, count: int) -> list[float]:
     """Orders at LATENCY_RATE/s, each making a known customer a big spender; ms from producing
     the profile event to reading its Segment Entered."""
-
-    def order(pid: str) -> Callable[[], bytes]:  # a known customer (one event), now big
-        return lambda: _record(pid, 2, "Order Completed", datetime.now(UTC), revenue=600.0,
-                               orders=2, total=600.0)  # fmt: skip
-
-    return await fixed_rate_latency(
-        bootstrap, source=PROFILE_EVENTS, sink=SEGMENT_CHANGES, rate=LATENCY_RATE,
-        records=[(f"{run}-{i}", order(f"{run}-{i}")) for i in range(count)],
-        answers=lambda body: body.get("segment_id") == "big-spenders",
+    events = [(f"{run}-{i}", "order") for i in range(count)]
+    load = FixedRateLoad(
+        bootstrap, PROFILE_EVENTS, SEGMENT_CHANGES, LATENCY_RATE, events, _big_order,
+        frozenset({"order"}), ("segment_id", "big-spenders"),
     )  # fmt: skip
+    return await fixed_rate_latency(load)
 
 
 async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[str, Any]:
