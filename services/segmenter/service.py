@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.segmenter import lifecycle, repository
@@ -70,14 +71,15 @@ def change_record(
     profile_id: str,
     segment_id: str,
     kind: Literal["entered", "exited"],
-    snapshot: dict[str, Any],
+    snapshot: dict[str, Any] | orjson.Fragment,
     *,
     now: datetime,
     cause: str,
     traceparent: str | None = None,
 ) -> OutRecord:
     """A `jm.segment-changes` record (a SegmentChange; `snapshot` is a dumped ProfileSnapshot,
-    serialised as is: this runs for every change). `cause` makes the CloudEvents id unique."""
+    or its JSON as a Fragment when a profile's changes share it: this runs for every change).
+    `cause` makes the CloudEvents id unique."""
     body = {"profile_id": profile_id, "segment_id": segment_id, "change": kind,
             "profile": snapshot, "changed_at": now}  # fmt: skip
     return OutRecord(
@@ -116,6 +118,8 @@ def decision_changes(
         trace = (
             child_traceparent((traces or {}).get(d.profile_id)) if d.entered or d.exited else None
         )
+        # A paying customer changes several segments at once: their snapshot is encoded once.
+        shared = orjson.Fragment(dumps(snap)) if len(d.entered) + len(d.exited) > 1 else snap
         kinds: tuple[tuple[Literal["entered", "exited"], list[str]], ...] = (
             ("entered", d.entered),
             ("exited", d.exited),
@@ -124,7 +128,7 @@ def decision_changes(
             for seg_id in seg_ids:
                 out.append(
                     change_record(
-                        d.profile_id, seg_id, kind, snap, now=now, cause=cause or str(version),
+                        d.profile_id, seg_id, kind, shared, now=now, cause=cause or str(version),
                         traceparent=trace,
                     )
                 )  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import yaml
 
 from services.segmenter import repository
@@ -196,3 +197,18 @@ def test_rfm_names_follow_the_first_matching_range() -> None:
     assert config.name_of(5, 5, 1) == "rfm-loyal"
     assert config.name_of(1, 1, 1) == "rfm-hibernating"
     assert config.name_of(5, 1, 3) == "rfm-new-customers"
+
+
+def test_a_profile_changing_several_segments_gets_the_same_bytes_as_one_change_alone() -> None:
+    snap = {"profile_id": "p", "version": 3, "updated_at": NOW, "traits": {"first_name": "Zoé"},
+            "behaviour": {"orders_count": 2, "total_revenue": 612.5}, "consent": {}}  # fmt: skip
+    together = Decision("p", entered=["a", "b"], exited=["c"])
+    apart = [
+        Decision("p", entered=["a"]),
+        Decision("p", entered=["b"]),
+        Decision("p", exited=["c"]),
+    ]
+    _, shared = decision_changes([together], {"p": snap}, NOW)
+    alone = [decision_changes([d], {"p": snap}, NOW)[1][0] for d in apart]
+    assert [r.value for r in shared] == [r.value for r in alone]
+    assert orjson.loads(shared[2].value)["profile"]["updated_at"] == "2026-06-15T12:00:00Z"
