@@ -182,10 +182,10 @@ async def _seed_waiting(
         async with db.transaction():
             await db.execute(
                 "INSERT INTO journey.profiles (profile_id, version, snapshot) "
-                "SELECT $1 || '-' || i, 1, jsonb_build_object('profile_id', $1 || '-' || i,"
+                "SELECT $1 || '-' || i, 1, json_build_object('profile_id', $1 || '-' || i,"
                 " 'version', 1, 'user_id', $1 || '-' || i, 'updated_at', '2026-01-01T00:00:00Z',"
-                " 'traits', jsonb_build_object('email', $1 || '-' || i || '@example.com'),"
-                " 'behaviour', '{}'::jsonb, 'consent', '{}'::jsonb) "
+                " 'traits', json_build_object('email', $1 || '-' || i || '@example.com'),"
+                " 'behaviour', '{}'::json, 'consent', '{}'::json) "
                 "FROM generate_series(0, $2 - 1) i ON CONFLICT DO NOTHING",
                 prefix,
                 count,
@@ -194,11 +194,11 @@ async def _seed_waiting(
                 "INSERT INTO journey.instances (instance_id, journey_id, journey_version,"
                 " profile_id, entry_key, status, current_step, grp, entered_at, state) "
                 "SELECT $1 || '-' || i, 'bench-timers', 1, $1 || '-' || i, 'seed', 'active',"
-                " 'pause', 'treatment', now(), jsonb_build_object("
-                "  'trigger', jsonb_build_object('type', 'track', 'event', 'Bench Timer',"
-                "   'properties', '{}'::jsonb), 'visits', jsonb_build_object('pause', 1),"
-                "  'waiting', jsonb_build_object('step', 'pause', 'token', 'pause:1',"
-                "   'timer_id', $1 || '-' || i || ':pause:1'), 'history', '[]'::jsonb) "
+                " 'pause', 'treatment', now(), json_build_object("
+                "  'trigger', json_build_object('type', 'track', 'event', 'Bench Timer',"
+                "   'properties', '{}'::json), 'visits', json_build_object('pause', 1),"
+                "  'waiting', json_build_object('step', 'pause', 'token', 'pause:1',"
+                "   'timer_id', $1 || '-' || i || ':pause:1'), 'history', '[]'::json) "
                 "FROM generate_series(0, $2 - 1) i",
                 prefix,
                 count,

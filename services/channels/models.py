@@ -16,7 +16,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSON, JSONB
 
 from shared.outbox import outbox_table
 
@@ -27,7 +27,8 @@ contacts = Table(
     metadata,
     Column("profile_id", String, primary_key=True),
     Column("version", BigInteger, nullable=False),
-    Column("snapshot", JSONB, nullable=False, comment="latest profile seen on jm.profiles"),
+    # json, not jsonb: written on every profile version, only ever read whole (migration 0004)
+    Column("snapshot", JSON, nullable=False, comment="latest profile seen on jm.profiles"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 

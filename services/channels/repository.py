@@ -53,7 +53,7 @@ async def upsert_contacts(conn: AsyncConnection, snapshots: Iterable[dict[str, A
 
 _UPSERT_CONTACTS = """
     INSERT INTO channels.contacts AS c (profile_id, version, snapshot, updated_at)
-    SELECT p, v, s::jsonb, now() FROM unnest($1::text[], $2::bigint[], $3::text[]) AS x(p, v, s)
+    SELECT p, v, s::json, now() FROM unnest($1::text[], $2::bigint[], $3::text[]) AS x(p, v, s)
     ORDER BY p
     ON CONFLICT (profile_id) DO UPDATE
     SET version = excluded.version, snapshot = excluded.snapshot, updated_at = now()

@@ -14,7 +14,7 @@ from sqlalchemy import (
     Text,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSON, JSONB
 
 from shared.outbox import outbox_table
 
@@ -38,7 +38,8 @@ instances = Table(
     Column("goal_until", DateTime(timezone=True), comment="end of the conversion window"),
     Column("converted_at", DateTime(timezone=True)),
     Column("ended_at", DateTime(timezone=True)),
-    Column("state", JSONB, nullable=False, server_default="{}", comment="engine state document"),
+    # json, not jsonb: written on every move, only ever read whole (migration 0004)
+    Column("state", JSON, nullable=False, server_default="{}", comment="engine state document"),
     Index("ix_journey_instances_journey_status", "journey_id", "status", "current_step"),
 )
 
@@ -96,7 +97,7 @@ profiles = Table(
     metadata,
     Column("profile_id", String, primary_key=True),
     Column("version", BigInteger, nullable=False),
-    Column("snapshot", JSONB, nullable=False),
+    Column("snapshot", JSON, nullable=False),  # json: written often, only read whole (0004)
 )
 
 seen_messages = Table(

@@ -81,7 +81,7 @@ async def save_profiles(
     text = encode or (lambda s: _SNAPSHOT_JSON(s).decode())
     await (await pg(conn)).execute(
         f"INSERT INTO {S}.profiles AS p (profile_id, version, snapshot)"
-        " SELECT i, v, s::jsonb FROM unnest($1::text[], $2::bigint[], $3::text[]) AS x(i, v, s)"
+        " SELECT i, v, s::json FROM unnest($1::text[], $2::bigint[], $3::text[]) AS x(i, v, s)"
         " ON CONFLICT (profile_id) DO UPDATE SET version = excluded.version,"
         " snapshot = excluded.snapshot WHERE p.version <= excluded.version",
         [p for p, _ in ordered],
@@ -153,7 +153,7 @@ async def instances_by_id(conn: AsyncConnection, ids: Iterable[str]) -> list[Ins
 
 _MOVED = (
     "status text, current_step text, grp text, waiting_event text, goal_until timestamptz,"
-    " converted_at timestamptz, ended_at timestamptz, state jsonb, profile_id text"
+    " converted_at timestamptz, ended_at timestamptz, state json, profile_id text"
 )
 _SET_MOVED = (
     "status = x.status, current_step = x.current_step, grp = x.grp,"
