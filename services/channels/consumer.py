@@ -20,7 +20,9 @@ def profiles_handler(runtime: Runtime) -> BatchHandler:
         live = [r for r in records if r.value is not None]  # compaction tombstones carry nothing
         decoded, rejected = decode_all(live, _decode_profile)
         async with runtime.engine.begin() as conn:
-            await repository.upsert_contacts(conn, [p.model_dump(mode="json") for _, p in decoded])
+            await repository.upsert_contacts(
+                conn, [(p.profile_id, p.version, (r.value or b"").decode()) for r, p in decoded]
+            )
         return rejected
 
     return handle

@@ -45,7 +45,7 @@ async def claim(
     now: datetime,
 ) -> list[Claimed]:  # fmt: skip
     """New dispatches: a redelivered dispatch id finds its attempt taken and does nothing."""
-    carried = [r.profile.model_dump(mode="json") for r in requests if r.profile is not None]
+    carried = [repository.contact_row(r.profile) for r in requests if r.profile is not None]
     await repository.upsert_contacts(conn, carried)
     unique = list({r.dispatch_id: r for r in requests}.values())
     fresh = await repository.claim_attempts(conn, [_attempt_row(r) for r in unique])

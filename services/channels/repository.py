@@ -27,27 +27,38 @@ from services.channels.models import (
 )
 from services.channels.policy import OptOut
 from shared.codec import json_text
+from shared.contracts import ProfileSnapshot
 from shared.db import any_of, driver_connection
 
 WHEN = DateTime(timezone=True)
 COUNTED = ("sending", "sent", "unknown")  # attempts a frequency cap counts
 
 
-async def upsert_contacts(conn: AsyncConnection, snapshots: Iterable[dict[str, Any]]) -> None:
-    """Keep the newest snapshot of each profile; an older one (late or replayed) never wins."""
-    newest: dict[str, dict[str, Any]] = {}
-    for snap in snapshots:
-        current = newest.get(snap["profile_id"])
-        if current is None or snap["version"] > current["version"]:
-            newest[snap["profile_id"]] = snap
+ContactRow = tuple[str, int, str]
+"""(profile id, version, snapshot JSON text) of one contact."""
+
+
+def contact_row(snapshot: ProfileSnapshot) -> ContactRow:
+    return snapshot.profile_id, snapshot.version, json_text(snapshot.model_dump(mode="json"))
+
+
+async def upsert_contacts(conn: AsyncConnection, rows: Iterable[ContactRow]) -> None:
+    """Keep the newest snapshot of each profile; an older one (late or replayed) never wins.
+
+    Rows carry the snapshot as JSON text: a `jm.profiles` record's own bytes once validated,
+    so the projection dumps nothing (40 µs a 2 KB snapshot)."""
+    newest: dict[str, ContactRow] = {}
+    for row in rows:
+        current = newest.get(row[0])
+        if current is None or row[1] > current[1]:
+            newest[row[0]] = row
     if not newest:
         return
     # in id order, as `lock_contacts` locks them: two batches never wait on each other crosswise
-    ordered = sorted(newest.items())
+    ordered = [newest[k] for k in sorted(newest)]
     await (await driver_connection(conn)).execute(
         _UPSERT_CONTACTS,
-        [k for k, _ in ordered], [v["version"] for _, v in ordered],
-        [json_text(v) for _, v in ordered],
+        [r[0] for r in ordered], [r[1] for r in ordered], [r[2] for r in ordered],
     )  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from services.channels.app import create_app
 from services.channels.pipeline import Pipeline
-from services.channels.repository import upsert_contacts
+from services.channels.repository import contact_row, upsert_contacts
 from shared.contracts import DispatchRequest
 from shared.settings import Settings
 from tests.channels_support import (
@@ -131,7 +131,7 @@ async def test_an_opt_out_while_waiting_is_honoured_when_due(
         consent={"email": {"marketing": {"granted": False, "at": "2026-03-10"}}},
     )
     async with pipeline.engine.begin() as conn:
-        await upsert_contacts(conn, [withdrawn.model_dump(mode="json")])
+        await upsert_contacts(conn, [contact_row(withdrawn)])
     clock.advance(timedelta(days=1))
     assert await pipeline.run_due() == 0
     found = (await attempts(database_url))["d-late"]
@@ -178,7 +178,7 @@ async def test_nothing_is_sent_to_a_customer_who_opted_out(
                 consent={"email": {"marketing": {"granted": flag, "at": at}}},
             )
             async with pipeline.engine.begin() as conn:
-                await upsert_contacts(conn, [snap.model_dump(mode="json")])
+                await upsert_contacts(conn, [contact_row(snap)])
         else:
             message_type = "transactional" if flag else "marketing"
             dispatch_id = f"{pid}-{i}"
