@@ -37,7 +37,7 @@ from services.channels import deciding, repository
 from services.channels.app import create_app
 from services.channels.policy import Candidate, Facts, decide_batch
 from services.channels.settings import ChannelsSettings
-from shared.codec import dumps
+from shared.codec import dumps, json_text
 from shared.contracts import DispatchRequest
 from shared.db import create_engine
 from shared.kafka import ensure_topics
@@ -195,7 +195,9 @@ async def measure(size: str, console: Console) -> dict[str, Any]:
             )  # fmt: skip
             engine = create_engine(settings)
             async with engine.begin() as conn:
-                await repository.upsert_contacts(conn, _contacts(customers))
+                await repository.upsert_contacts(
+                    conn, [(c["profile_id"], 1, json_text(c)) for c in _contacts(customers)]
+                )
             await engine.dispose()
             console.print(f"{customers:,} customers with consent; baseline: raw pass-through …")
             baseline_records = [
