@@ -195,9 +195,8 @@ async def measure(size: str, console: Console) -> dict[str, Any]:
             )  # fmt: skip
             engine = create_engine(settings)
             async with engine.begin() as conn:
-                await repository.upsert_contacts(
-                    conn, [(c["profile_id"], 1, json_text(c)) for c in _contacts(customers)]
-                )
+                rows = [(c["profile_id"], c["version"], json_text(c)) for c in _contacts(customers)]
+                await repository.upsert_contacts(conn, rows)
             await engine.dispose()
             console.print(f"{customers:,} customers with consent; baseline: raw pass-through …")
             baseline_records = [

@@ -9,7 +9,6 @@ import json
 import re
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,7 +25,6 @@ from tests.channels_support import (
     channels_settings,
     dispatch,
     granted,
-    local_providers,
     snapshot,
 )
 from tests.helpers import TopicReader, eventually, produce, running
@@ -34,12 +32,6 @@ from tests.helpers import TopicReader, eventually, produce, running
 pytestmark = pytest.mark.integration
 READ = {"Authorization": "Bearer ops-read"}
 WRITE = {"Authorization": "Bearer ops-write"}
-
-
-@pytest.fixture
-def local(tmp_path: Path) -> Any:
-    with local_providers(tmp_path) as found:
-        yield found
 
 
 def _path(url: str) -> str:

@@ -8,8 +8,6 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -28,19 +26,12 @@ from tests.channels_support import (
     channels_settings,
     dispatch,
     granted,
-    local_providers,
     snapshot,
 )
 from tests.helpers import running
 
 pytestmark = pytest.mark.integration
 NOON = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def local(tmp_path: Path) -> Any:
-    with local_providers(tmp_path) as found:
-        yield found
 
 
 @pytest.fixture

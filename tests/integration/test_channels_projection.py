@@ -4,7 +4,6 @@ bad record is dead-lettered, and a dispatch that carries no snapshot is sent wit
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -22,18 +21,11 @@ from tests.channels_support import (
     channels_settings,
     dispatch,
     granted,
-    local_providers,
     snapshot,
 )
 from tests.helpers import TopicReader, eventually, produce, running
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def local(tmp_path: Path) -> Any:
-    with local_providers(tmp_path) as found:
-        yield found
 
 
 async def _contact(database_url: str, profile_id: str) -> dict[str, Any] | None:

@@ -20,15 +20,9 @@ from services.channels.providers.push import FcmPush
 from services.channels.providers.sender import RateLimitedProvider
 from services.channels.providers.sms import TwilioSms
 from services.channels.settings import ChannelsSettings
-from tests.channels_support import Local, local_providers
+from tests.channels_support import Local
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def local(tmp_path: Path) -> Any:
-    with local_providers(tmp_path) as found:
-        yield found
 
 
 def _settings(local: Local, **overrides: Any) -> ChannelsSettings:
