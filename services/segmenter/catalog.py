@@ -33,13 +33,44 @@ def cel_paths(source: str) -> list[str]:
     return [*paths, ANY] if _BARE.search(source) or _CALL.search(source) else paths
 
 
+WatchedPaths = dict[str, tuple[tuple[str, str], ...]]
+"""Watched profile fields by section: `{"behaviour": (("behaviour.orders_count",
+"orders_count"), ...), "traits": (("traits", ""),)}` (an empty field: the whole section)."""
+
+
+def watched_by_section(paths: Iterable[str]) -> WatchedPaths:
+    grouped: dict[str, list[tuple[str, str]]] = {}
+    for path in sorted(set(paths)):
+        section, _, name = path.partition(".")
+        grouped.setdefault(section, []).append((path, name))
+    return {section: tuple(fields) for section, fields in grouped.items()}
+
+
 def changed_paths(
-    paths: Iterable[str], before: Mapping[str, Any] | None, after: Mapping[str, Any]
+    watched: WatchedPaths, before: Mapping[str, Any] | None, after: Mapping[str, Any]
 ) -> set[str]:
-    """The watched profile fields whose values differ (all of them for a new profile)."""
+    """The watched profile fields whose values differ (all of them for a new profile).
+
+    A section equal in both (most events leave the traits and consent alone) is settled by
+    one comparison instead of one lookup per field in it."""
     if before is None:
-        return set(paths)
-    return {p for p in paths if lookup(before, p) != lookup(after, p)}
+        return {path for fields in watched.values() for path, _ in fields}
+    changed: set[str] = set()
+    for section, fields in watched.items():
+        old, new = before.get(section), after.get(section)
+        if old == new:
+            continue
+        for path, name in fields:
+            if not name or _field(old, name) != _field(new, name):
+                changed.add(path)
+    return changed
+
+
+def _field(section: Any, name: str) -> Any:
+    """`name` (maybe dotted: `address.city`) inside a section, or None."""
+    if not isinstance(section, dict):
+        return None
+    return section.get(name) if "." not in name else lookup(section, name)
 
 
 @dataclass
@@ -83,7 +114,7 @@ class Catalog:
                     self.always.add(seg.id)
                 else:
                     self.by_path.setdefault(path, set()).add(seg.id)
-        self.watched_paths = sorted(self.by_path)
+        self.watched_paths = watched_by_section(self.by_path)
         self._cel_fields: dict[tuple[str, ...], list[str] | None] = {}
         self.timed = any(s.time_dependent for s in order)
         self.fact_keys = {k for s in order for k in s.fact_keys()}

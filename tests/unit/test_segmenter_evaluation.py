@@ -10,7 +10,7 @@ import orjson
 import yaml
 
 from services.segmenter import repository
-from services.segmenter.catalog import Catalog, changed_paths
+from services.segmenter.catalog import Catalog, changed_paths, watched_by_section
 from services.segmenter.definitions import CompiledSegment, Segment
 from services.segmenter.evaluation import OCCURRENCE
 from services.segmenter.membership import Decision, decide
@@ -144,6 +144,20 @@ def test_catalog_reevaluates_only_what_an_event_can_change() -> None:
     assert ids(["Cart Viewed"], {"traits.vip"}) == ["vip", "carts"]
     assert len(changed_paths(catalog.watched_paths, None, after)) == 2
     assert catalog.fact_keys == {("Order Completed", OCCURRENCE), ("Cart Viewed", OCCURRENCE)}
+
+
+def test_changed_paths_compares_sections_then_fields_nested_ones_too() -> None:
+    watched = watched_by_section(["traits.address.city", "traits.vip", "consent", "behaviour.x"])
+    base = {"traits": {"vip": True, "address": {"city": "Lyon"}}, "consent": {"email": True}}
+    moved = {"traits": {"vip": True, "address": {"city": "Paris"}}, "consent": {"email": True}}
+    assert changed_paths(watched, base, moved) == {"traits.address.city"}
+    assert changed_paths(watched, base, {**base, "consent": {}}) == {"consent"}
+    assert changed_paths(watched, base, {"traits": None}) == {
+        "traits.address.city",
+        "traits.vip",
+        "consent",
+    }
+    assert changed_paths(watched, base, base) == set()
 
 
 def test_cel_sees_only_the_fields_the_decided_segments_read() -> None:
