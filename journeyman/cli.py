@@ -383,7 +383,7 @@ def dlq_replay(
     console.print(f"replayed {len(replayed)} record(s)")
 
 
-BENCHMARKS = ("e2e", "profile", "segmenter", "rfm", "journey", "channels")
+BENCHMARKS = ("e2e", "profile", "segmenter", "rfm", "journey", "channels", "capacity")
 
 
 @app.command()

@@ -107,9 +107,10 @@ class Producer:
         self._started = True
 
     async def stop(self) -> None:
-        if self._started:
-            await self._producer.stop()
-            self._started = False
+        """Stop the client, started or not (one never started still holds a loop reference,
+        and says so at exit)."""
+        await self._producer.stop()
+        self._started = False
 
     async def send_batch(self, records: Sequence[OutRecord]) -> None:
         """Produce all records; raise if any of them was not acknowledged.
