@@ -22,6 +22,7 @@ from typing import Any
 from services.profile import consent as consent_rules
 from services.profile.consent import ConsentChange
 from services.profile.traits import InvalidTrait, normalise_traits
+from services.profile.visit_days import LEGACY_KEY, VisitDays
 from shared.events import Event, IdentifyEvent, PageEvent, ScreenEvent, TrackEvent
 
 CONSENT_TRAIT = "consent"
@@ -213,11 +214,10 @@ def apply_event(state: ProfileState, event: Event) -> list[ConsentChange]:
         changes = _identify(state, event, stamp)
     elif isinstance(event, PageEvent | ScreenEvent):
         _add(b, "page_views")
-        days = state.internal.setdefault("visit_days", [])
-        day = stamp[:10]
-        if day not in days:
-            days.append(day)
-        b["visits"] = len(days)
+        days = VisitDays.of(state.internal)
+        if days.add(ts.date()) or LEGACY_KEY in state.internal:
+            days.store(state.internal)
+        b["visits"] = days.count()
     elif isinstance(event, TrackEvent):
         _track(state, event, stamp)
     recompute(b)

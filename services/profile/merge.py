@@ -14,6 +14,7 @@ from typing import Any
 
 from services.profile import consent as consent_rules
 from services.profile.behaviour import UNSUBSCRIBED, ProfileState, clear_cart, recompute
+from services.profile.visit_days import VisitDays
 
 SUMS = (
     "event_count", "page_views", "product_views", "orders_count", "total_revenue",
@@ -84,10 +85,10 @@ def merge_states(survivor: ProfileState, other: ProfileState) -> ProfileState:
     behaviour = _merge_behaviour(survivor.behaviour, other.behaviour)
     _merge_cart(behaviour, survivor.behaviour, other.behaviour)
     internal: dict[str, Any] = {"trait_times": times}
-    days = set(survivor.internal.get("visit_days", [])) | set(other.internal.get("visit_days", []))
-    if days:
-        internal["visit_days"] = sorted(days)
-        behaviour["visits"] = len(days)
+    days = VisitDays.of(survivor.internal).union(VisitDays.of(other.internal))
+    if days.count():
+        days.store(internal)
+        behaviour["visits"] = days.count()
     removed = dict(survivor.internal.get("cart_removed", {}))
     for product, stamp in other.internal.get("cart_removed", {}).items():
         removed[product] = max(removed.get(product, ""), stamp)
