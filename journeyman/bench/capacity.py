@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -38,13 +37,17 @@ import asyncpg
 import orjson
 from rich.console import Console
 
-from journeyman.bench.common import asyncpg_dsn, percentile, report
-from journeyman.bench.journey import ROOT, TIMER_JOURNEY, _seed_waiting
-from journeyman.embedded import EmbeddedKafka, EmbeddedPostgres
+from journeyman.bench.common import (
+    asyncpg_dsn,
+    embedded_stack,
+    percentile,
+    relation_bytes,
+    report,
+)
+from journeyman.bench.journey import ROOT, TIMER_JOURNEY, _outbox_drained, _seed_waiting
 from journeyman.shop import customers, traffic
 from shared.consumer import Record
 from shared.kafka import ensure_topics
-from shared.migrations import upgrade
 from shared.topics import EVENTS
 
 SIZES = {  # (customers held, pending timers held)
@@ -115,17 +118,6 @@ async def _copy_rows(db: asyncpg.Connection, table: str, copies: int) -> None:
     )
 
 
-async def _relation_bytes(db: asyncpg.Connection, tables: list[str]) -> int:
-    """Heap, TOAST and indexes of these tables."""
-    return int(
-        await db.fetchval(
-            "SELECT coalesce(sum(pg_total_relation_size(t::regclass)), 0)"
-            " FROM unnest($1::text[]) t",
-            tables,
-        )
-    )
-
-
 async def _lookups(url: str, identities: list[str]) -> list[float]:
     """ms to read a customer by identifier, as the ops API does (its repository function)."""
     from services.profile.repository import get_profile  # noqa: PLC0415
@@ -157,7 +149,7 @@ async def _profiles(url: str, held: int, console: Console) -> dict[str, Any]:
         await db.execute("VACUUM ANALYZE")
         sample = int(await db.fetchval("SELECT count(*) FROM profile.profiles"))
         timeline_rows = int(await db.fetchval("SELECT count(*) FROM profile.timeline"))
-        timeline_bytes = await _relation_bytes(db, ["profile.timeline"])
+        timeline_bytes = await relation_bytes(db, "profile", ["timeline"])
         copies = max(held // sample - 1, 0)
         console.print(f"profiles: copying them to {sample * (copies + 1):,} customers …")
         t0 = time.perf_counter()
@@ -167,8 +159,8 @@ async def _profiles(url: str, held: int, console: Console) -> dict[str, Any]:
         await db.execute("VACUUM ANALYZE profile.profiles, profile.identities,"
                          " profile.consent_history")  # fmt: skip
         total = int(await db.fetchval("SELECT count(*) FROM profile.profiles"))
-        core = await _relation_bytes(db, ["profile.profiles", "profile.identities"])
-        consent = await _relation_bytes(db, ["profile.consent_history"])
+        core = await relation_bytes(db, "profile", ["profiles", "identities"])
+        consent = await relation_bytes(db, "profile", ["consent_history"])
         identities = int(await db.fetchval("SELECT count(*) FROM profile.identities"))
         rng = random.Random(3)  # noqa: S311
         wanted = [
@@ -267,15 +259,6 @@ async def _drain(app: Any, dsn: str, prefix: str) -> float:
     return DUE_TIMERS / (time.perf_counter() - visible)
 
 
-async def _outbox_empty(dsn: str) -> None:
-    db = await asyncpg.connect(dsn)
-    try:
-        while await db.fetchval("SELECT EXISTS (SELECT FROM journey.outbox)"):  # noqa: ASYNC110
-            await asyncio.sleep(0.2)  # (a table another task empties: nothing to wait on)
-    finally:
-        await db.close()
-
-
 async def _timers(
     url: str, bootstrap: str, work: Path, held: int, console: Console
 ) -> dict[str, Any]:
@@ -295,15 +278,15 @@ async def _timers(
     async with app.router.lifespan_context(app):
         console.print(f"timers: {DUE_TIMERS:,} due timers, nearly nothing else pending …")
         empty_rate = await _drain(app, dsn, f"{run}-a")
-        await _outbox_empty(dsn)
+        await _outbox_drained(dsn)
         console.print(f"timers: seeding {held:,} pending timers with their instances …")
         seed_s = await _seed_pending(dsn, f"{run}-held", held, console)
         db = await asyncpg.connect(dsn)
         try:
             pending = int(await db.fetchval("SELECT count(*) FROM journey.timers"))
             instances = int(await db.fetchval("SELECT count(*) FROM journey.instances"))
-            timer_bytes = await _relation_bytes(db, ["journey.timers"])
-            instance_bytes = await _relation_bytes(db, ["journey.instances"])
+            timer_bytes = await relation_bytes(db, "journey", ["timers"])
+            instance_bytes = await relation_bytes(db, "journey", ["instances"])
         finally:
             await db.close()
         console.print(f"timers: {DUE_TIMERS:,} due timers beside {pending:,} pending …")
@@ -328,18 +311,10 @@ def run(size: str, json_path: Path | None, console: Console) -> None:
     console.print(
         f"capacity benchmark: {profiles_held:,} customers, {timers_held:,} pending timers"
     )
-    with tempfile.TemporaryDirectory(prefix="jm-bench-capacity-") as tmp:
-        work = Path(tmp)
-        with (
-            EmbeddedPostgres(work / "postgres") as pg,
-            EmbeddedKafka(log_file=work / "broker.log") as broker,
-        ):
-            upgrade(pg.url)
-            figures: dict[str, Any] = {"benchmark": "capacity", "size": size}
-            figures |= asyncio.run(_profiles(pg.url, profiles_held, console))
-            figures |= asyncio.run(
-                _timers(pg.url, broker.bootstrap_servers, work, timers_held, console)
-            )
+    with embedded_stack("capacity") as (work, url, bootstrap):
+        figures: dict[str, Any] = {"benchmark": "capacity", "size": size}
+        figures |= asyncio.run(_profiles(url, profiles_held, console))
+        figures |= asyncio.run(_timers(url, bootstrap, work, timers_held, console))
     rows = [
         ("customers held", figures["profiles_held"]),
         ("  copied from a sample through the service of", figures["sample_customers"]),

@@ -1,13 +1,15 @@
-"""What every benchmark shares: the raw pass-through baseline measured on the same broker and
-database, latency percentiles, and the table / JSON output."""
+"""What every benchmark shares: a fresh embedded stack, the raw pass-through baseline measured on
+the same broker and database, latency percentiles, table sizes, and the table / JSON output."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
+import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -19,7 +21,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from rich.console import Console
 from rich.table import Table
 
+from journeyman.embedded import EmbeddedKafka, EmbeddedPostgres
 from shared.kafka import ensure_topics
+from shared.migrations import upgrade
 from shared.topics import TopicSpec
 
 
@@ -56,6 +60,32 @@ class Throughput:
 
 def asyncpg_dsn(sqlalchemy_url: str) -> str:
     return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+@contextlib.contextmanager
+def embedded_stack(name: str) -> Iterator[tuple[Path, str, str]]:
+    """A fresh, migrated embedded PostgreSQL and a broker in a temporary directory: (that
+    directory, the database URL, the bootstrap servers); stopped and removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=f"jm-bench-{name}-") as tmp:
+        work = Path(tmp)
+        with (
+            EmbeddedPostgres(work / "postgres") as pg,
+            EmbeddedKafka(log_file=work / "broker.log") as broker,
+        ):
+            upgrade(pg.url)
+            yield work, pg.url, broker.bootstrap_servers
+
+
+async def relation_bytes(db: asyncpg.Connection, schema: str, tables: Sequence[str]) -> int:
+    """Bytes of these tables of `schema`, indexes and TOAST included."""
+    return int(
+        await db.fetchval(
+            "SELECT coalesce(sum(pg_total_relation_size("
+            "format('%I.%I', $1::text, t)::regclass)), 0) FROM unnest($2::text[]) AS t",
+            schema,
+            list(tables),
+        )
+    )
 
 
 async def produce_all(

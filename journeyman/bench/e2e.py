@@ -39,6 +39,7 @@ from journeyman.bench.common import (
     percentile,
     produce_all,
     raw_passthrough,
+    relation_bytes,
     report,
 )
 from journeyman.shop import customers, traffic
@@ -233,12 +234,7 @@ async def _table_bytes_per_row(
     db: asyncpg.Connection, schema: str, tables: list[str], per: str
 ) -> float:
     """Bytes of some tables (indexes and TOAST included) per row of `per`."""
-    size = await db.fetchval(
-        "SELECT coalesce(sum(pg_total_relation_size(format('%I.%I', $1::text, t)::regclass)), 0) "
-        "FROM unnest($2::text[]) AS t",
-        schema,
-        tables,
-    )
+    size = await relation_bytes(db, schema, tables)
     rows = await db.fetchval(f'SELECT count(*) FROM "{schema}"."{per}"')  # noqa: S608
     return float(size) / rows if rows else 0.0
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -38,15 +37,14 @@ from journeyman.bench.common import (
     FixedRateLoad,
     Throughput,
     asyncpg_dsn,
+    embedded_stack,
     fixed_rate_latency,
     percentile,
     produce_all,
     raw_passthrough,
     report,
 )
-from journeyman.embedded import EmbeddedKafka, EmbeddedPostgres
 from shared.kafka import ensure_topics
-from shared.migrations import upgrade
 from shared.topics import DISPATCH, PROFILE_EVENTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -314,18 +312,12 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
 def run(size: str, json_path: Path | None, console: Console) -> None:
     if size not in SIZES:
         raise ValueError(f"size is one of {', '.join(SIZES)}")
-    with tempfile.TemporaryDirectory(prefix="jm-bench-journey-") as tmp:
-        work = Path(tmp)
-        with (
-            EmbeddedPostgres(work / "postgres") as pg,
-            EmbeddedKafka(log_file=work / "broker.log") as broker,
-        ):
-            upgrade(pg.url)
-            console.print(
-                f"journey benchmark: {SIZES[size]:,} customers, 9 journeys, "
-                f"{BACKLOG[size]:,} due timers"
-            )
-            figures = asyncio.run(_measure(pg.url, broker.bootstrap_servers, work, size))
+    with embedded_stack("journey") as (work, url, bootstrap):
+        console.print(
+            f"journey benchmark: {SIZES[size]:,} customers, 9 journeys, "
+            f"{BACKLOG[size]:,} due timers"
+        )
+        figures = asyncio.run(_measure(url, bootstrap, work, size))
     rows = [
         ("raw baseline events/s", figures["baseline_events_per_s"]),
         ("journey engine events/s", figures["journey_events_per_s"]),

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -37,15 +36,14 @@ from journeyman.bench.common import (
     FixedRateLoad,
     Throughput,
     asyncpg_dsn,
+    embedded_stack,
     fixed_rate_latency,
     percentile,
     produce_all,
     raw_passthrough,
     report,
 )
-from journeyman.embedded import EmbeddedKafka, EmbeddedPostgres
 from shared.kafka import ensure_topics
-from shared.migrations import upgrade
 from shared.topics import PROFILE_EVENTS, SEGMENT_CHANGES
 
 SIZES = {"small": 10_000, "default": 100_000, "large": 1_000_000}
@@ -286,17 +284,9 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
 def run(size: str, json_path: Path | None, console: Console) -> None:
     if size not in SIZES:
         raise ValueError(f"size is one of {', '.join(SIZES)}")
-    with tempfile.TemporaryDirectory(prefix="jm-bench-segmenter-") as tmp:
-        work = Path(tmp)
-        with EmbeddedPostgres(work / "postgres") as pg, EmbeddedKafka(
-            log_file=work / "broker.log"
-        ) as broker:  # fmt: skip
-            url = pg.url
-            upgrade(url)
-            console.print(
-                f"segmenter benchmark: {SIZES[size]:,} profiles, {len(SEGMENTS)} segments"
-            )
-            figures = asyncio.run(_measure(url, broker.bootstrap_servers, work, size))
+    with embedded_stack("segmenter") as (work, url, bootstrap):
+        console.print(f"segmenter benchmark: {SIZES[size]:,} profiles, {len(SEGMENTS)} segments")
+        figures = asyncio.run(_measure(url, bootstrap, work, size))
     rows = [
         ("raw baseline events/s", figures["baseline_events_per_s"]),
         ("segmenter events/s (20 segments)", figures["segmenter_events_per_s"]),
