@@ -21,6 +21,7 @@ from typing import Any
 
 from services.profile import consent as consent_rules
 from services.profile.consent import ConsentChange
+from services.profile.trait_times import store_trait_times, trait_times
 from services.profile.traits import InvalidTrait, normalise_traits
 from services.profile.visit_days import LEGACY_KEY, VisitDays
 from shared.events import Event, IdentifyEvent, PageEvent, ScreenEvent, TrackEvent
@@ -29,6 +30,10 @@ CONSENT_TRAIT = "consent"
 UNSUBSCRIBED = "unsubscribed"
 CART_EVENTS = ("Product Added", "Product Removed", "Cart Viewed", "Checkout Started")
 MESSAGE_EVENTS = {"Message Opened": "opened", "Message Clicked": "clicked"}
+# internal: {product: time of its latest removal after the last order}
+CART_REMOVED = "cart_removed"
+# internal, in rows written before: always equal to the last order's time, so no longer kept
+LEGACY_CART_CLEARED = "cart_cleared_at"
 
 
 @dataclass
@@ -45,6 +50,15 @@ class ProfileState:
     # visit days, cart clearing and removal times.
     internal: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
+
+
+def stamp_of(moment: datetime) -> str:
+    """How an event time is kept in the profile: UTC, fixed width with microseconds and `Z`
+    (`2026-12-02T19:39:45.142437Z`), so text order is time order. Five characters shorter
+    than `isoformat()`'s `+00:00`, and a profile holds about twenty stamps. Stamps written
+    before in that form still order correctly against these: they differ at the first
+    differing digit, or only in the suffix when the times are equal."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def _bump_time(behaviour: dict[str, Any], first: str, last: str, stamp: str) -> None:
@@ -90,7 +104,7 @@ def _newer(current: Any, stamp: str) -> bool:
 
 
 def set_traits(state: ProfileState, traits: dict[str, Any], stamp: str) -> None:
-    times = state.internal.setdefault("trait_times", {})
+    times = trait_times(state.internal)
     for name, value in traits.items():
         if times.get(name, "") > stamp:
             continue  # a newer identify already set this trait
@@ -99,6 +113,7 @@ def set_traits(state: ProfileState, traits: dict[str, Any], stamp: str) -> None:
             state.traits.pop(name, None)
         else:
             state.traits[name] = value
+    store_trait_times(state.internal, times)
 
 
 def _identify(state: ProfileState, event: IdentifyEvent, stamp: str) -> list[ConsentChange]:
@@ -117,7 +132,7 @@ def _identify(state: ProfileState, event: IdentifyEvent, stamp: str) -> list[Con
         changes += consent_rules.apply_update(state.consent, parsed, "identify", stamp)
     unsubscribed = traits.get(UNSUBSCRIBED)
     if isinstance(unsubscribed, bool):
-        held = state.internal.get("trait_times", {}).get(UNSUBSCRIBED, "")
+        held = trait_times(state.internal).get(UNSUBSCRIBED, "")
         if held <= stamp and bool(state.traits.get(UNSUBSCRIBED)) is not unsubscribed:
             all_ = consent_rules.ALL
             changes.append(ConsentChange(all_, all_, not unsubscribed, "identify", stamp))
@@ -136,13 +151,15 @@ def _cart(b: dict[str, Any], internal: dict[str, Any], name: str, props: dict[st
         return
     items: list[dict[str, Any]] = cart["items"]
     line = next((i for i in items if i["product_id"] == product), None)
-    removed = internal.setdefault("cart_removed", {})
+    removed: dict[str, str] = internal.get(CART_REMOVED, {})
     if name == "Product Removed":
-        removed[product] = max(removed.get(product, ""), stamp)
+        if stamp > b.get("last_order_at", ""):  # before it, the order's clearing covers it
+            removed[product] = max(removed.get(product, ""), stamp)
+            internal[CART_REMOVED] = removed
         if line is not None and line["added_at"] <= stamp:
             items.remove(line)
         return
-    if stamp <= internal.get("cart_cleared_at", "") or stamp <= removed.get(product, ""):
+    if stamp <= b.get("last_order_at", "") or stamp <= removed.get(product, ""):
         return  # added before the order that emptied the cart, or before its removal
     quantity = int(_number(props.get("quantity")) or 1)
     if line is None:
@@ -155,12 +172,19 @@ def _cart(b: dict[str, Any], internal: dict[str, Any], name: str, props: dict[st
             line[key] = props[key]
 
 
-def clear_cart(b: dict[str, Any], internal: dict[str, Any], stamp: str) -> None:
-    """An order empties the cart of everything added up to its time."""
-    internal["cart_cleared_at"] = max(internal.get("cart_cleared_at", ""), stamp)
+def clear_cart(b: dict[str, Any], internal: dict[str, Any]) -> None:
+    """The last order empties the cart of everything added up to its time. Adds before it are
+    refused from then on, so removals before it need no remembering: only later ones are kept
+    (the list would otherwise grow with every product a customer ever removed)."""
+    cleared = b.get("last_order_at", "")
+    internal.pop(LEGACY_CART_CLEARED, None)  # older rows kept the last order's time twice
+    removed = {p: at for p, at in internal.get(CART_REMOVED, {}).items() if at > cleared}
+    if removed:
+        internal[CART_REMOVED] = removed
+    else:
+        internal.pop(CART_REMOVED, None)
     cart = b.get("open_cart")
     if isinstance(cart, dict):
-        cleared = internal["cart_cleared_at"]
         cart["items"] = [i for i in cart.get("items", []) if i["added_at"] > cleared]
 
 
@@ -177,7 +201,7 @@ def _track(state: ProfileState, event: TrackEvent, stamp: str) -> None:
         _add(b, "orders_count")
         _add(b, "total_revenue", _order_value(props))
         _bump_time(b, "first_order_at", "last_order_at", stamp)
-        clear_cart(b, state.internal, stamp)
+        clear_cart(b, state.internal)
     elif name == "Order Refunded":
         _add(b, "refunds_count")
         _add(b, "total_refunded", _order_value(props))
@@ -202,7 +226,7 @@ def apply_event(state: ProfileState, event: Event) -> list[ConsentChange]:
     """Fold one event into the profile (in place), advance its version, return consent changes."""
     b = state.behaviour
     ts = event.timestamp.astimezone(UTC)
-    stamp = ts.isoformat()  # UTC, so that text order is time order
+    stamp = stamp_of(ts)
     if event.user_id and not state.user_id:
         state.user_id = event.user_id
     if event.anonymous_id and not state.anonymous_id:

@@ -13,7 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 from services.profile import consent as consent_rules
-from services.profile.behaviour import UNSUBSCRIBED, ProfileState, clear_cart, recompute
+from services.profile.behaviour import (
+    CART_REMOVED,
+    UNSUBSCRIBED,
+    ProfileState,
+    clear_cart,
+    recompute,
+)
+from services.profile.trait_times import store_trait_times, trait_times
 from services.profile.visit_days import VisitDays
 
 SUMS = (
@@ -68,9 +75,9 @@ def _merge_cart(b: dict[str, Any], mine: dict[str, Any], theirs: dict[str, Any])
 
 def merge_states(survivor: ProfileState, other: ProfileState) -> ProfileState:
     """`other` folded into `survivor` (in place); `other` is left untouched."""
-    times: dict[str, str] = dict(survivor.internal.get("trait_times", {}))
+    times = trait_times(survivor.internal)
     traits = dict(survivor.traits)
-    for name, stamp in other.internal.get("trait_times", {}).items():
+    for name, stamp in trait_times(other.internal).items():
         if stamp > times.get(name, ""):
             times[name] = stamp
             if name in other.traits:
@@ -84,25 +91,23 @@ def merge_states(survivor: ProfileState, other: ProfileState) -> ProfileState:
         traits[UNSUBSCRIBED] = True
     behaviour = _merge_behaviour(survivor.behaviour, other.behaviour)
     _merge_cart(behaviour, survivor.behaviour, other.behaviour)
-    internal: dict[str, Any] = {"trait_times": times}
+    internal: dict[str, Any] = {}
+    store_trait_times(internal, times)
     days = VisitDays.of(survivor.internal).union(VisitDays.of(other.internal))
     if days.count():
         days.store(internal)
         behaviour["visits"] = days.count()
-    removed = dict(survivor.internal.get("cart_removed", {}))
-    for product, stamp in other.internal.get("cart_removed", {}).items():
+    removed = dict(survivor.internal.get(CART_REMOVED, {}))
+    for product, stamp in other.internal.get(CART_REMOVED, {}).items():
         removed[product] = max(removed.get(product, ""), stamp)
     if removed:
-        internal["cart_removed"] = removed
+        internal[CART_REMOVED] = removed
         cart = behaviour.get("open_cart") or {}
         cart["items"] = [
             i for i in cart.get("items", []) if i["added_at"] > removed.get(i["product_id"], "")
         ]
-    cleared = max(
-        survivor.internal.get("cart_cleared_at", ""), other.internal.get("cart_cleared_at", "")
-    )
-    if cleared:
-        clear_cart(behaviour, internal, cleared)
+    if behaviour.get("last_order_at"):
+        clear_cart(behaviour, internal)
     recompute(behaviour)
     survivor.traits = traits
     survivor.behaviour = behaviour

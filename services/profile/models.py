@@ -16,7 +16,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSON, JSONB
 
 from shared.outbox import outbox_table
 
@@ -30,11 +30,12 @@ profiles = Table(
     Column("anonymous_id", String),
     Column("version", BigInteger, nullable=False),
     Column("traits", JSONB, nullable=False),
-    Column("behaviour", JSONB, nullable=False),
-    Column("consent", JSONB, nullable=False),
+    # json, not jsonb: rewritten with every event, only ever read whole (migration 0004)
+    Column("behaviour", JSON, nullable=False),
+    Column("consent", JSON, nullable=False),
     Column(
         "internal",
-        JSONB,
+        JSON,
         nullable=False,
         server_default="{}",
         comment="trait change times, visit days, cart bookkeeping; never published",

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.profile import consent as consent_rules
 from services.profile import repository
-from services.profile.behaviour import UNSUBSCRIBED, ProfileState, set_traits
+from services.profile.behaviour import UNSUBSCRIBED, ProfileState, set_traits, stamp_of
 from services.profile.consent import ConsentChange
 from services.profile.publish import (
     CONSENT_CHANGED,
@@ -65,7 +65,7 @@ async def change_consent(
     """Apply a consent change; when anything changed, bump the version, keep the history,
     append `Consent Changed` to the timeline and publish it with the new profile."""
     state = await _locked(conn, identifier)
-    stamp = now.isoformat()
+    stamp = stamp_of(now)
     changes = consent_rules.apply_update(state.consent, request.update, request.source, stamp)
     if request.unsubscribe_channel:
         changes += consent_rules.unsubscribe_all(

@@ -106,7 +106,7 @@ async def save_profiles(conn: AsyncConnection, states: Iterable[ProfileState]) -
     await (await pg(conn)).execute(
         f"INSERT INTO {S}.profiles (profile_id, user_id, anonymous_id, version, traits, "
         "behaviour, consent, internal, updated_at) "
-        "SELECT p, u, a, v, t::jsonb, b::jsonb, c::jsonb, i::jsonb, ts FROM unnest("
+        "SELECT p, u, a, v, t::jsonb, b::json, c::json, i::json, ts FROM unnest("
         "$1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], "
         "$8::text[], $9::timestamptz[]) AS x(p, u, a, v, t, b, c, i, ts) "
         "ON CONFLICT (profile_id) DO UPDATE SET user_id = excluded.user_id, "

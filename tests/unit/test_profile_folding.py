@@ -134,3 +134,34 @@ def test_identify_consent_changes_are_reported_for_the_history() -> None:
                                   traits={"unsubscribed": True}))  # fmt: skip
     assert [(c.channel, c.granted) for c in unsub] == [("all", False)]
     assert state.traits["unsubscribed"] is True
+
+
+CART_HISTORY = [
+    *HISTORY,
+    _e(20, "2026-01-01T10:06:30Z", event="Product Removed", properties={"product_id": "a"}),
+    _e(21, "2026-01-09T10:00:00Z", event="Product Added", properties={"product_id": "c"}),
+    _e(22, "2026-01-09T11:00:00Z", event="Product Removed", properties={"product_id": "c"}),
+    _e(23, "2026-01-09T12:00:00Z", event="Product Added", properties={"product_id": "d"}),
+    _e(24, "2026-01-09T12:30:00Z", event="Product Removed", properties={"product_id": "e"}),
+]
+
+
+def test_removals_fold_in_any_order_and_only_those_after_the_last_order_are_kept() -> None:
+    expected = _fold(CART_HISTORY)
+    assert [i["product_id"] for i in expected.behaviour["open_cart"]["items"]] == ["d"]
+    rng = random.Random(11)
+    for _ in range(50):
+        shuffled = CART_HISTORY[:]
+        rng.shuffle(shuffled)
+        state = _fold(shuffled)
+        assert _view(state) == _view(expected)
+        # a's removal came before the last order, which refuses earlier adds anyway
+        assert sorted(state.internal.get("cart_removed", {})) == ["c", "e"]
+    for cut in itertools.islice(itertools.combinations(range(len(CART_HISTORY)), 7), 0, 400, 13):
+        mine = _fold([e for i, e in enumerate(CART_HISTORY) if i in cut])
+        theirs = _fold([e for i, e in enumerate(CART_HISTORY) if i not in cut])
+        assert merge_states(mine, theirs).behaviour == expected.behaviour, cut
+
+
+def test_a_profile_without_removals_keeps_no_removal_list() -> None:
+    assert "cart_removed" not in _fold(HISTORY).internal
