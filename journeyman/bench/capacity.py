@@ -8,9 +8,10 @@ On a fresh embedded PostgreSQL and Tansu broker:
    anonymous visit, identify with traits and consent, views, adds, checkout, order, delivery)
    goes through the profile service's own consumer handler, so the rows are exactly the ones
    the service writes. The sample's profile rows, identities and consent history are then
-   copied set-based under new ids (`<id>~<n>`) until the base holds N customers. After a VACUUM
-   (what autovacuum does on a running base) it prints the bytes per profile, indexes and TOAST
-   included, and times looking customers up by identifier through the service's repository.
+   copied set-based under new ids (`<id>~<n>`; profile ids, UUIDs, a UUID made from that)
+   until the base holds N customers. After a VACUUM (what autovacuum does on a running base)
+   it prints the bytes per profile, indexes and TOAST included, and times looking customers
+   up by identifier through the service's repository.
    The timeline is not copied: its bytes are printed per stored event of the sample.
 2. **Timers.** The journey service runs (its consumer, timer workers and relay). 20,000 due
    timers of a one-wait journey are drained with the timer table nearly empty: the baseline of
@@ -93,8 +94,16 @@ async def _sample_through_profile_service(url: str, count: int) -> int:
     return len(records)
 
 
-# Columns whose values are ids: suffixed in the copies so every copy is a new customer.
-_ID_COLUMNS = {"profile_id", "user_id", "anonymous_id", "identity"}
+# Columns whose values are ids: suffixed in the copies so every copy is a new customer. Profile
+# ids are UUIDs (identities store them as such): a copy's is the UUID of `<id>~<n>`'s md5.
+_ID_COLUMNS = {"user_id", "anonymous_id", "identity"}
+
+
+def _copied(column: str) -> str:
+    """The SQL for `column`'s value in copy `k`."""
+    if column == "profile_id":
+        return f"md5({column} || '~' || k)::uuid"
+    return f"{column} || '~' || k" if column in _ID_COLUMNS else column
 
 
 async def _copy_rows(db: asyncpg.Connection, table: str, copies: int) -> None:
@@ -109,11 +118,10 @@ async def _copy_rows(db: asyncpg.Connection, table: str, copies: int) -> None:
         )
     ]
     names = [n for n, generated in columns if not generated]
-    values = [f"{n} || '~' || k" if n in _ID_COLUMNS else n for n in names]
-    await db.execute(
+    values = [_copied(n) for n in names]
+    await db.execute(  # one statement: it reads only the rows there before it
         f"INSERT INTO profile.{table} ({', '.join(names)}) "  # noqa: S608 (catalogue names)
-        f"SELECT {', '.join(values)} FROM profile.{table}, generate_series(1, $1) AS k "
-        "WHERE profile_id NOT LIKE '%~%'",
+        f"SELECT {', '.join(values)} FROM profile.{table}, generate_series(1, $1) AS k",
         copies,
     )
 

@@ -16,7 +16,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSON, JSONB
+from sqlalchemy.dialects.postgresql import JSON, JSONB, UUID
 
 from shared.outbox import outbox_table
 
@@ -48,7 +48,8 @@ identities = Table(
     "identities",
     metadata,
     Column("identity", String, primary_key=True, comment="kind:value, e.g. user:42, anon:abc"),
-    Column("profile_id", String, nullable=False, index=True),
+    # uuid, not text: 21 bytes less in each row and index entry (migration 0005)
+    Column("profile_id", UUID(as_uuid=False), nullable=False, index=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 

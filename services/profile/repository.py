@@ -27,6 +27,9 @@ _PROFILE_COLUMNS = (
     "profile_id, version, user_id, anonymous_id, traits::text, behaviour::text, consent::text,"
     " internal::text, updated_at, created_at"
 )
+# The SQL type of each table's profile_id: identities keep it as a uuid (16 bytes, not a 37-byte
+# text; profile ids are minted as UUIDs), saving ~90 bytes a customer over three identities.
+_ID_TYPE = {"identities": "uuid", "timeline": "text", "consent_history": "text"}
 
 
 pg = driver_connection  # short: every statement below starts with it
@@ -64,7 +67,7 @@ async def owners_of(conn: AsyncConnection, keys: Iterable[str]) -> dict[str, str
     if not wanted:
         return {}
     rows = await (await pg(conn)).fetch(
-        f"SELECT identity, profile_id FROM {S}.identities WHERE identity = ANY($1::text[])",
+        f"SELECT identity, profile_id::text FROM {S}.identities WHERE identity = ANY($1::text[])",
         wanted,
     )
     return {r[0]: r[1] for r in rows}
@@ -76,7 +79,7 @@ async def insert_identities(conn: AsyncConnection, owners: Mapping[str, str]) ->
         return set()
     rows = await (await pg(conn)).fetch(
         f"INSERT INTO {S}.identities (identity, profile_id) "
-        "SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING RETURNING identity",
+        "SELECT * FROM unnest($1::text[], $2::uuid[]) ON CONFLICT DO NOTHING RETURNING identity",
         list(owners),
         list(owners.values()),
     )
@@ -172,10 +175,10 @@ async def apply_merges(conn: AsyncConnection, into: Mapping[str, str]) -> None:
     db = await pg(conn)
     gone, survivors = list(into), list(into.values())
     pairs = "unnest($1::text[], $2::text[]) AS m(gone, survivor)"
-    for table in ("identities", "timeline", "consent_history"):
+    for table, kind in _ID_TYPE.items():
         await db.execute(
-            f"UPDATE {S}.{table} t SET profile_id = m.survivor FROM {pairs} "
-            "WHERE t.profile_id = m.gone",
+            f"UPDATE {S}.{table} t SET profile_id = m.survivor::{kind} FROM {pairs} "
+            f"WHERE t.profile_id = m.gone::{kind}",
             gone,
             survivors,
         )
@@ -199,7 +202,7 @@ async def find_profile_id(conn: AsyncConnection, identifier: str) -> str | None:
     db = await pg(conn)
     if ":" in identifier:
         owner = await db.fetchval(
-            f"SELECT profile_id FROM {S}.identities WHERE identity = $1", identifier
+            f"SELECT profile_id::text FROM {S}.identities WHERE identity = $1", identifier
         )
         if owner is not None:
             return str(owner)
@@ -284,7 +287,7 @@ async def consent_history(conn: AsyncConnection, profile_id: str) -> list[dict[s
 
 async def identities_of_profile(conn: AsyncConnection, profile_id: str) -> list[dict[str, Any]]:
     rows = await (await pg(conn)).fetch(
-        f"SELECT identity, created_at FROM {S}.identities WHERE profile_id = $1 ORDER BY 1",
+        f"SELECT identity, created_at FROM {S}.identities WHERE profile_id = $1::uuid ORDER BY 1",
         profile_id,
     )
     return [dict(r) for r in rows]
@@ -303,8 +306,8 @@ async def erase(conn: AsyncConnection, profile_id: str, gone: Sequence[str]) -> 
     of their old events cannot bring the data back)."""
     db = await pg(conn)
     ids = [profile_id, *gone]
-    for table in ("timeline", "consent_history", "identities"):
-        await db.execute(f"DELETE FROM {S}.{table} WHERE profile_id = ANY($1::text[])", ids)
+    for table, kind in _ID_TYPE.items():
+        await db.execute(f"DELETE FROM {S}.{table} WHERE profile_id = ANY($1::{kind}[])", ids)
     await db.execute(
         f"DELETE FROM {S}.merged_profiles WHERE profile_id = ANY($1::text[]) "
         "OR merged_into = ANY($1::text[])",
