@@ -106,8 +106,7 @@ def merge_states(survivor: ProfileState, other: ProfileState) -> ProfileState:
         cart["items"] = [
             i for i in cart.get("items", []) if i["added_at"] > removed.get(i["product_id"], "")
         ]
-    if behaviour.get("last_order_at"):
-        clear_cart(behaviour, internal)
+    clear_cart(behaviour, internal)  # to the merged last order; prunes older removals
     recompute(behaviour)
     survivor.traits = traits
     survivor.behaviour = behaviour
