@@ -13,7 +13,12 @@ SMTP server (count-only) and the SMS / push provider server each in a process of
    pipeline (consumer, policy, render, provider, record, outbox) started as the service starts
    it; messages/s from the first attempt claimed to the last one recorded, from the attempt
    log's own timestamps. Caps are on for every channel (2 messages per customer per channel,
-   under a cap of 3 a week), so caps and consent are checked for every message.
+   under a cap of 3 a week), so caps and consent are checked for every message;
+4. per channel, the provider exchange alone, the channel's physical ceiling here: the same
+   provider objects the service builds (connection pool, rate limiter, retries) send one
+   message composed by the service's own code, again and again with fresh dispatch ids, as
+   many at once as the service would, to the same servers; no broker, database, policy,
+   rendering or recording. The service cannot beat this figure on this machine.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,9 +40,12 @@ from rich.console import Console
 from journeyman.bench.common import asyncpg_dsn, produce_all, raw_passthrough, report
 from journeyman.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
 from services.channels import deciding, repository
-from services.channels.app import create_app
+from services.channels.app import create_app, link_maker, providers_for
+from services.channels.deciding import Claimed
+from services.channels.delivery import Delivery, Tracking
 from services.channels.policy import Candidate, Facts, decide_batch
 from services.channels.settings import ChannelsSettings
+from services.channels.templates import Templates
 from shared.codec import dumps, json_text
 from shared.contracts import DispatchRequest
 from shared.db import create_engine
@@ -46,6 +55,7 @@ from shared.topics import DISPATCH
 
 SIZES = {"small": (4_000, 8_000), "default": (20_000, 40_000), "large": (100_000, 200_000)}
 """emails, and SMS and push each"""
+CHANNELS = ("email", "sms", "push")
 ROOT = Path(__file__).resolve().parents[2]
 CAPS = [{"channel": ch, "message_type": "marketing", "limit": 3, "window": "7d"}
         for ch in ("email", "sms", "push")]  # fmt: skip
@@ -168,6 +178,54 @@ async def _channel_run(
     return seconds, int(statuses.get("sent", 0)), statuses
 
 
+async def _provider_ceiling(settings: ChannelsSettings, channel: str, count: int) -> float:
+    """Messages/s of the provider exchange alone (point 4 of the module docstring)."""
+    request = _requests(channel, 1, "ceiling")[0]
+    contact = _contacts(1)[0]
+    address = {"email": contact["traits"]["email"], "sms": contact["traits"]["phone"],
+               "push": contact["traits"]["push_tokens"][0]}[channel]  # fmt: skip
+    delivery = Delivery(
+        Templates(Path(settings.templates_dir)), {}, link_maker(settings), Tracking(),
+        settings.send_concurrency,
+    )  # fmt: skip
+    message = delivery.compose(Claimed(request, contact, address))
+    provider = providers_for(settings)[channel]
+    await provider.provider.start()
+    ids = iter(range(count))
+
+    async def sender() -> None:
+        for i in ids:
+            await provider.send(replace(message, dispatch_id=f"ceiling-{channel}-{i}"))
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(settings.send_concurrency)))
+        return count / (time.perf_counter() - started)
+    finally:
+        await provider.provider.close()
+
+
+async def _per_channel(
+    settings: ChannelsSettings, counts: dict[str, int], provider_url: str, console: Console
+) -> dict[str, Any]:
+    """Points 3 and 4 of the module docstring, for each channel."""
+    figures: dict[str, Any] = {}
+    for channel, count in counts.items():
+        console.print(f"{channel}: {count:,} dispatches …")
+        seconds, sent, statuses = await _channel_run(settings, channel, count, "run")
+        figures[f"{channel}_dispatches"] = count
+        figures[f"{channel}_sent"] = sent
+        figures[f"{channel}_statuses"] = statuses
+        figures[f"{channel}_messages_per_s"] = round(sent / seconds, 1) if seconds else 0
+    async with httpx.AsyncClient() as client:  # before the ceilings add theirs
+        figures["provider_server_received"] = (await client.get(f"{provider_url}/_counts")).json()
+    for channel, count in counts.items():
+        console.print(f"{channel}: the provider exchange alone, {count:,} messages …")
+        rate = await _provider_ceiling(settings, channel, count)
+        figures[f"{channel}_provider_ceiling_per_s"] = round(rate, 1)
+    return figures
+
+
 async def measure(size: str, console: Console) -> dict[str, Any]:
     emails, others = SIZES[size]
     customers = max(emails, others) // 2
@@ -207,16 +265,8 @@ async def measure(size: str, console: Console) -> dict[str, Any]:
             figures |= baseline.figures("baseline")
             console.print("policy decision cost …")
             figures |= await _policy_cost(settings, customers)
-            for channel, count in (("email", emails), ("sms", others), ("push", others)):
-                console.print(f"{channel}: {count:,} dispatches …")
-                seconds, sent, statuses = await _channel_run(settings, channel, count, "run")
-                figures[f"{channel}_dispatches"] = count
-                figures[f"{channel}_sent"] = sent
-                figures[f"{channel}_statuses"] = statuses
-                figures[f"{channel}_messages_per_s"] = round(sent / seconds, 1) if seconds else 0
-            async with httpx.AsyncClient() as client:
-                counts = (await client.get(f"{provider_url}/_counts")).json()
-            figures["provider_server_received"] = counts
+            counts = {"email": emails, "sms": others, "push": others}
+            figures |= await _per_channel(settings, counts, provider_url, console)
         finally:
             await asyncio.to_thread(broker.stop)
             await asyncio.to_thread(pg.stop)
@@ -225,8 +275,8 @@ async def measure(size: str, console: Console) -> dict[str, Any]:
             out, _ = smtp.communicate(timeout=10)
             http.wait(10)
             text = out.decode()
-            figures["smtp_server_received"] = (
-                int(text.split()[-1]) if text.startswith("accepted") else None
+            figures["smtp_server_received"] = (  # what the channel runs sent, not the ceiling
+                int(text.split()[-1]) - emails if text.startswith("accepted") else None
             )
     return figures
 
@@ -240,6 +290,11 @@ def run(size: str, json_path: Path | None, console: Console) -> None:
         ("email messages/s (SMTP)", float(f["email_messages_per_s"])),
         ("sms messages/s (Twilio API)", float(f["sms_messages_per_s"])),
         ("push messages/s (FCM v1 API)", float(f["push_messages_per_s"])),
+        ("ceiling: provider exchange alone, email / sms / push messages/s",
+         " / ".join(f"{f[f'{ch}_provider_ceiling_per_s']:,.0f}" for ch in CHANNELS)),
+        ("email / sms / push, share of their ceiling",
+         " / ".join(f"{f[f'{ch}_messages_per_s'] / f[f'{ch}_provider_ceiling_per_s']:.0%}"
+                    for ch in CHANNELS)),
         ("policy decision µs/message, pure", float(f["policy_pure_us_per_message"])),
         ("policy decision µs/message, with its SQL",
          float(f["policy_decision_step_us_per_message"])),
