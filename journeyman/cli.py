@@ -126,6 +126,9 @@ def serve(
         log_config=None,
         access_log=False,
         timeout_keep_alive=SERVER_KEEP_ALIVE_S,
+        # The loop the tests run on, even where uvloop is installed (uvicorn's "auto" would
+        # pick it): end to end it measured no faster here (docs/performance.md, stop 18).
+        loop="asyncio",
     )
 
 
