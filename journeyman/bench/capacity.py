@@ -47,7 +47,7 @@ from journeyman.bench.common import (
     relation_bytes,
     report,
 )
-from journeyman.bench.journey import ROOT, TIMER_JOURNEY, _outbox_drained, _seed_waiting
+from journeyman.bench.journey import ROOT, TIMER_JOURNEY, _outbox_drained, seed_waiting
 from journeyman.shop import customers, traffic
 from shared.consumer import Record
 from shared.kafka import ensure_topics
@@ -260,7 +260,7 @@ async def _drain(app: Any, dsn: str, prefix: str) -> float:
     worker = app.state.runtime.state["timers"]
     before = worker.fired
     past = datetime.now(UTC) - timedelta(hours=1)
-    visible = await _seed_waiting(dsn, prefix, DUE_TIMERS, past, 0)
+    visible = await seed_waiting(dsn, prefix, DUE_TIMERS, past, 0)
     deadline = visible + 600
     while worker.fired - before < DUE_TIMERS:
         if time.perf_counter() > deadline:

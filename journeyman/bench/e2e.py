@@ -6,9 +6,13 @@ their waits pile up as pending timers; the shipped segments; the local SMTP inbo
 SMS / push provider server). Measured in the same run:
 the raw pass-through baseline on the same broker and database; sustained end-to-end events/s at
 full speed; event→send latency at a fixed rate; peak memory of each service; database bytes per
-profile and per journey instance. It ends by checking that every expected thank-you was sent once,
+profile and per journey instance. It then checks that every expected thank-you was sent once,
 that the inbox holds exactly the emails the attempt log says were sent (every journey), and that
-none went to a customer without consent.
+none went to a customer without consent. Last, the timers: the example journeys' waits last hours
+to days, so none falls due during the run; the benchmark seeds waiting instances of the journey
+benchmark's timer journey in the running stack (timers due over a few seconds, then a backlog
+already due) and reads lateness from the journey service's own histogram and firings/s from
+the backlog's drain, with the four services at work as in production.
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import orjson
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.progress import Progress
 
@@ -42,6 +48,7 @@ from journeyman.bench.common import (
     relation_bytes,
     report,
 )
+from journeyman.bench.journey import TIMER_JOURNEY, drained, seed_waiting
 from journeyman.shop import customers, traffic
 from journeyman.stack import Stack, StackInfo
 from shared.topics import EVENTS
@@ -50,6 +57,9 @@ SIZES = {"small": 1_000, "default": 10_000, "large": 100_000}
 FIXED_RATE = 2_000  # events/s for the latency phase
 ORDER_EVERY = 10  # one event in ten is an order (and so a send); the rest are product views
 FIXED_SECONDS = {"small": 5, "default": 10, "large": 20}
+LATE_TIMERS = {"small": 5_000, "default": 10_000, "large": 20_000}  # due over LATE_SPAN_S
+LATE_SPAN_S = 5
+BACKLOG_TIMERS = {"small": 20_000, "default": 100_000, "large": 200_000}  # all due at once
 
 
 @dataclass
@@ -300,9 +310,56 @@ async def _measure(
             ),
         }
         figures |= await _correctness(db, info, shop, before, fixed)
+        task = progress.add_task("timers", total=None)
+        figures |= await _timers(info, size)
+        progress.update(task, total=1, completed=1)
     finally:
         await db.close()
     return figures
+
+
+async def _timers(info: StackInfo, size: str) -> dict[str, Any]:
+    """Lateness of timers falling due while the system runs, and firings/s of a due backlog."""
+    dsn, journey = asyncpg_dsn(info.database_url), info.services["journey"]
+    run = f"t{uuid.uuid4().hex[:6]}"
+    spread = LATE_TIMERS[size]
+    before = await _lateness_buckets(journey)
+    first = datetime.now(UTC) + timedelta(seconds=1)
+    visible = await seed_waiting(dsn, f"{run}-late", spread, first, LATE_SPAN_S * 1000 / spread)
+    await drained(dsn, f"{run}-late", 120, visible)
+    late = {le: n - before.get(le, 0) for le, n in (await _lateness_buckets(journey)).items()}
+    backlog = BACKLOG_TIMERS[size]
+    visible = await seed_waiting(dsn, f"{run}-due", backlog, datetime.now(UTC), 0)
+    seconds = await drained(dsn, f"{run}-due", 600, visible)
+    return {
+        "timers_late_seeded": spread,
+        "timer_lateness_p50_s_at_most": _bucket_quantile(late, 0.5),
+        "timer_lateness_p99_s_at_most": _bucket_quantile(late, 0.99),
+        "timers_backlog": backlog,
+        "timers_backlog_drain_s": round(seconds, 1),
+        "timer_firings_per_s": round(backlog / seconds, 1) if seconds else 0.0,
+    }
+
+
+async def _lateness_buckets(journey_url: str) -> dict[float, float]:
+    """The journey service's lateness histogram: cumulative count by upper bound (s)."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"{journey_url}/metrics")).text
+    return {
+        float(sample.labels["le"]): sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "journey_timer_lateness_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_bucket")
+    }
+
+
+def _bucket_quantile(cumulative: dict[float, float], q: float) -> float | None:
+    """The upper bound of the histogram bucket holding quantile `q` (what a bucket can say)."""
+    total = cumulative.get(float("inf"), 0)
+    if not total:
+        return None
+    return next(le for le, n in sorted(cumulative.items()) if n >= q * total)
 
 
 async def _correctness(
@@ -350,7 +407,12 @@ def run(size: str, json_path: Path | None, console: Console) -> None:
     shop = _shop(SIZES[size])
     with tempfile.TemporaryDirectory(prefix="jm-bench-") as home:
         env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEYMAN_")}
-        env["JOURNEYMAN_JOURNEY_EXTRA_DIRS"] = orjson.dumps([str(EXAMPLES)]).decode()
+        timer_journeys = Path(home) / "bench-journeys"  # the timers phase's journey
+        timer_journeys.mkdir()
+        (timer_journeys / "bench-timers.yaml").write_text(TIMER_JOURNEY)
+        env["JOURNEYMAN_JOURNEY_EXTRA_DIRS"] = orjson.dumps(
+            [str(EXAMPLES), str(timer_journeys)]
+        ).decode()
         stack = Stack(
             Path(home), env=env, echo_logs=False, say=lambda m: console.print(f"[cyan]bench[/] {m}")
         )
@@ -387,6 +449,11 @@ def run(size: str, json_path: Path | None, console: Console) -> None:
          f"{figures['emails_in_inbox']} / {figures['emails_sent_all_journeys']}"),
         *((f"  sent by {j}", n) for j, n in figures["sent_by_journey"].items()),
         ("journey timers pending at the end", figures["pending_timers"]),
+        (f"timers due over {LATE_SPAN_S}s: lateness p50 / p99 at most (s)",
+         f"{figures['timer_lateness_p50_s_at_most']} / {figures['timer_lateness_p99_s_at_most']}"
+         f" of {figures['timers_late_seeded']:,}"),
+        (f"due backlog of {figures['timers_backlog']:,} timers: firings/s",
+         figures["timer_firings_per_s"]),
         ("sent without consent", figures["sent_without_consent"]),
         ("correct", "yes" if figures["correct"] else "NO"),
     ]  # fmt: skip

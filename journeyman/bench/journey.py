@@ -169,7 +169,7 @@ async def _latency(bootstrap: str, run: str, count: int, *, mixed: bool) -> list
     return await fixed_rate_latency(load)
 
 
-async def _seed_waiting(
+async def seed_waiting(
     dsn: str, prefix: str, count: int, first_due: datetime, step_ms: float
 ) -> float:
     """`count` instances of the timer journey waiting, their timers due from `first_due`,
@@ -221,7 +221,7 @@ async def _seed_waiting(
         await db.close()
 
 
-async def _drained(dsn: str, prefix: str, timeout_s: float, started: float) -> float:
+async def drained(dsn: str, prefix: str, timeout_s: float, started: float) -> float:
     """Seconds from `started` until no timer of `prefix` is left."""
     db = await asyncpg.connect(dsn)
     try:
@@ -269,16 +269,16 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
         spread = LATENESS_TIMERS[size]
         worker.lateness_s.clear()
         start = datetime.now(UTC) + timedelta(seconds=1)
-        await _seed_waiting(dsn, f"{run}-late", spread, start, LATENESS_SPAN_S * 1000 / spread)
-        await _drained(dsn, f"{run}-late", 120, time.perf_counter())
+        await seed_waiting(dsn, f"{run}-late", spread, start, LATENESS_SPAN_S * 1000 / spread)
+        await drained(dsn, f"{run}-late", 120, time.perf_counter())
         lateness = list(worker.lateness_s)
         await _outbox_drained(dsn)
         backlog = BACKLOG[size]
         fired_before = worker.fired  # before seeding: the worker starts on them at the commit
         past = datetime.now(UTC) - timedelta(hours=1)
-        visible = await _seed_waiting(dsn, f"{run}-due", backlog, past, 0)
+        visible = await seed_waiting(dsn, f"{run}-due", backlog, past, 0)
         cpu = time.process_time()
-        drain_s = await _drained(dsn, f"{run}-due", 1_800, visible)
+        drain_s = await drained(dsn, f"{run}-due", 1_800, visible)
         drain_cpu_s = time.process_time() - cpu
         fired = worker.fired - fired_before
     ratio = through.per_second / baseline.per_second if baseline.per_second else 0.0

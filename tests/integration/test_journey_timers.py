@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from journeyman.bench.common import asyncpg_dsn
-from journeyman.bench.journey import TIMER_JOURNEY, _seed_waiting
+from journeyman.bench.journey import TIMER_JOURNEY, seed_waiting
 from services.journey.engine import Engine
 from services.journey.firing import Fired, fire_due
 from services.journey.loader import load_journeys
@@ -53,7 +53,7 @@ def registry(tmp_path: Path) -> Registry:
 
 async def _seed(database_url: str, prefix: str, count: int, ago: timedelta) -> datetime:
     due = datetime.now(UTC) - ago
-    await _seed_waiting(asyncpg_dsn(database_url), prefix, count, due, 0)
+    await seed_waiting(asyncpg_dsn(database_url), prefix, count, due, 0)
     return due
 
 
