@@ -2,8 +2,8 @@
 
 A synthetic shop's traffic goes straight onto `jm.events` of a running stack (four service
 processes, the thank-you journey and the seven example journeys with their real durations, so
-their waits pile up as pending timers; the shipped segments; the local SMTP inbox and the
-SMS / push provider server). Measured in the same run:
+their waits pile up as pending timers; the shipped segments, 20 with the ten RFM ones; the
+local SMTP inbox and the SMS / push provider server). Measured in the same run:
 the raw pass-through baseline on the same broker and database; sustained end-to-end events/s at
 full speed; event→send latency at a fixed rate; peak memory of each service; database bytes per
 profile and per journey instance. It then checks that every expected thank-you was sent once,
