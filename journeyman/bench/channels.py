@@ -18,7 +18,7 @@ SMTP server (count-only) and the SMS / push provider server each in a process of
    provider objects the service builds (connection pool, rate limiter, retries) send one
    message composed by the service's own code, again and again with fresh dispatch ids, as
    many at once as the service would, to the same servers; no broker, database, policy,
-   rendering or recording. The service cannot beat this figure on this machine.
+   rendering or recording: the service does all of that besides, on the same two cores.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ SIZES = {"small": (4_000, 8_000), "default": (20_000, 40_000), "large": (100_000
 CHANNELS = ("email", "sms", "push")
 ROOT = Path(__file__).resolve().parents[2]
 CAPS = [{"channel": ch, "message_type": "marketing", "limit": 3, "window": "7d"}
-        for ch in ("email", "sms", "push")]  # fmt: skip
+        for ch in CHANNELS]  # fmt: skip
 
 
 def _contacts(customers: int) -> list[dict[str, Any]]:
