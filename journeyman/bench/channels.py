@@ -43,7 +43,7 @@ from services.channels import deciding, repository
 from services.channels.app import create_app, link_maker, providers_for
 from services.channels.deciding import Claimed
 from services.channels.delivery import Delivery, Tracking
-from services.channels.policy import Candidate, Facts, decide_batch
+from services.channels.policy import Candidate, Facts, address_of, decide_batch
 from services.channels.settings import ChannelsSettings
 from services.channels.templates import Templates
 from shared.codec import dumps, json_text
@@ -182,8 +182,8 @@ async def _provider_ceiling(settings: ChannelsSettings, channel: str, count: int
     """Messages/s of the provider exchange alone (point 4 of the module docstring)."""
     request = _requests(channel, 1, "ceiling")[0]
     contact = _contacts(1)[0]
-    address = {"email": contact["traits"]["email"], "sms": contact["traits"]["phone"],
-               "push": contact["traits"]["push_tokens"][0]}[channel]  # fmt: skip
+    address = address_of(contact, channel)
+    assert address is not None, f"bench contact has no {channel} address"
     delivery = Delivery(
         Templates(Path(settings.templates_dir)), {}, link_maker(settings), Tracking(),
         settings.send_concurrency,
@@ -223,6 +223,7 @@ async def _per_channel(
         console.print(f"{channel}: the provider exchange alone, {count:,} messages …")
         rate = await _provider_ceiling(settings, channel, count)
         figures[f"{channel}_provider_ceiling_per_s"] = round(rate, 1)
+        figures[f"{channel}_provider_ceiling_messages"] = count
     return figures
 
 
@@ -275,8 +276,9 @@ async def measure(size: str, console: Console) -> dict[str, Any]:
             out, _ = smtp.communicate(timeout=10)
             http.wait(10)
             text = out.decode()
+            ceiling = figures.get("email_provider_ceiling_messages", 0)
             figures["smtp_server_received"] = (  # what the channel runs sent, not the ceiling
-                int(text.split()[-1]) - emails if text.startswith("accepted") else None
+                int(text.split()[-1]) - ceiling if text.startswith("accepted") else None
             )
     return figures
 
