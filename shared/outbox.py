@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Column,
     DateTime,
@@ -37,7 +38,6 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.cloudevents import Headers
@@ -59,7 +59,7 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("topic", String, nullable=False),
         Column("key", LargeBinary),
         Column("value", LargeBinary, nullable=False),
-        Column("headers", JSONB, nullable=False),
+        Column("headers", JSON, nullable=False),  # read whole, on the recovery path only
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
 

@@ -7,15 +7,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.segmenter.rfm import RfmConfig
+from shared.cloudevents import binary_headers, new_traceparent
 from shared.topics import SEGMENT_CHANGES
 
 SOURCE = "journeyman/segmenter"
+WORK_MEM = "256MB"
 
 
+# A Segment change record per row, its value and headers put together as text (the snapshot as
+# stored; building json objects per row cost about twice as much). The headers' constant parts
+# come from `_header_parts`, so only the two that vary by record are built here.
 _OUTBOX_INSERT = text(
     "INSERT INTO segmenter.outbox (topic, key, value, headers)"
     " SELECT :topic, convert_to(c.profile_id, 'UTF8'), convert_to("
@@ -23,18 +29,27 @@ _OUTBOX_INSERT = text(
     "  || ',\"segment_id\":' || to_json(c.segment_id)::text"
     '  || \',"change":"\' || c.change || \'","profile":\' || p.snapshot::text'
     "  || ',\"changed_at\":\"' || CAST(:stamp AS text) || '\"}', 'UTF8'),"
-    '  (\'[["ce_specversion","1.0"],["ce_id",\' || to_json(c.profile_id || \':\''
-    "  || c.segment_id || ':' || c.change || '\\:rfm@' || CAST(:stamp AS text))::text"
-    "  || '],[\"ce_source\",' || to_json(CAST(:source AS text))::text"
-    '  || \'],["ce_type","journeyman.segment.\' || c.change'
-    '  || \'"],["ce_time","\' || CAST(:stamp AS text)'
-    '  || \'"],["content-type","application/json"],["traceparent","00-\''
-    "  || md5(c.profile_id || c.segment_id || CAST(:stamp AS text)) || '-'"
-    '  || substr(md5(random()::text), 1, 16) || \'-01"],["ce_subject",\''
-    "  || to_json(c.profile_id)::text || ']]')::jsonb"
+    "  (CAST(:h0 AS text) || to_json(c.profile_id || ':' || c.segment_id"
+    "  || CAST(:id_suffix AS text))::text || CAST(:h1 AS text) || to_json(c.profile_id)::text"
+    "  || CAST(:h2 AS text))::json"
     " FROM rfm_changes c JOIN segmenter.profiles p USING (profile_id)"
     " WHERE c.published AND c.change = :change"
 )
+_ID, _SUBJECT = "\x00ce_id", "\x00ce_subject"  # placeholders no id or profile id contains
+
+
+def _header_parts(change: str, now: datetime, traceparent: str) -> dict[str, str]:
+    """The headers of this run's `change` records as JSON text around their two values that
+    vary (`h0 || ce_id || h1 || ce_subject || h2`), cut from `binary_headers` itself. Every
+    record of a run continues one trace: the recompute is one piece of work."""
+    headers = binary_headers(
+        event_id=_ID, event_type=f"journeyman.segment.{change}", source=SOURCE, time=now,
+        subject=_SUBJECT, traceparent=traceparent,
+    )  # fmt: skip
+    text_ = orjson.dumps([(k, v.decode()) for k, v in headers]).decode()
+    h0, rest = text_.split(orjson.dumps(_ID).decode())
+    h1, h2 = rest.split(orjson.dumps(_SUBJECT).decode())
+    return {"h0": h0, "h1": h1, "h2": h2}
 
 
 def _case(config: RfmConfig) -> tuple[str, dict[str, Any]]:
@@ -53,6 +68,9 @@ def _case(config: RfmConfig) -> tuple[str, dict[str, Any]]:
 
 async def score(conn: AsyncConnection, config: RfmConfig) -> int:
     case, params = _case(config)
+    # The base's sorts and hash joins in memory rather than spilled to disk, for this
+    # transaction only (the changes' anti-join over a million customers: 2.0-3.0 → 1.6 s).
+    await conn.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     await conn.execute(text("DROP TABLE IF EXISTS rfm_new"))
     await conn.execute(
         text(
@@ -102,7 +120,7 @@ async def apply_changes(conn: AsyncConnection, config: RfmConfig, now: datetime)
     # probe per change (the default estimate of an unanalysed table is a few hundred rows).
     await conn.execute(text("ANALYZE rfm_changes"))
     stamp = now.isoformat().replace("+00:00", "Z")
-    params = {"now": now, "stamp": stamp, "topic": SEGMENT_CHANGES, "source": SOURCE}
+    params = {"now": now, "stamp": stamp, "topic": SEGMENT_CHANGES}
     await conn.execute(
         text(
             "DELETE FROM segmenter.memberships m USING rfm_changes c WHERE c.change = 'exited'"
@@ -127,13 +145,24 @@ async def apply_changes(conn: AsyncConnection, config: RfmConfig, now: datetime)
         params,
     )
     # Exits first, then entries: outbox ids keep a customer's exit before their entry, with no
-    # sort of the whole set. Record values and headers are put together as text (the snapshot
-    # as stored): building jsonb objects per row cost about twice as much.
+    # sort of the whole set.
+    trace = new_traceparent()
     for change in ("exited", "entered"):
-        await conn.execute(_OUTBOX_INSERT, {**params, "change": change})
+        parts = _header_parts(change, now, trace)
+        suffix = f":{change}:rfm@{stamp}"
+        await conn.execute(
+            _OUTBOX_INSERT, {**params, **parts, "change": change, "id_suffix": suffix}
+        )
     # Scores are rewritten only where they moved: a stable base costs reads, not writes. Three
-    # hash joins over the base (update, insert, delete) rather than one index probe per customer
-    # (an upsert), which cost ~25 µs a customer even when nothing changed.
+    # hash joins over the base (delete, update, insert) rather than one index probe per
+    # customer (an upsert), which cost ~25 µs a customer even when nothing changed. The
+    # delete goes first: it then never walks the rows the insert just wrote.
+    await conn.execute(
+        text(
+            "DELETE FROM segmenter.rfm_scores s WHERE NOT EXISTS"
+            " (SELECT 1 FROM rfm_new n WHERE n.profile_id = s.profile_id)"
+        )
+    )
     await conn.execute(
         text(
             "UPDATE segmenter.rfm_scores s SET recency = n.r, frequency = n.f, monetary = n.m,"
@@ -151,12 +180,6 @@ async def apply_changes(conn: AsyncConnection, config: RfmConfig, now: datetime)
             " (SELECT 1 FROM segmenter.rfm_scores s WHERE s.profile_id = n.profile_id)"
         ),
         params,
-    )
-    await conn.execute(
-        text(
-            "DELETE FROM segmenter.rfm_scores s WHERE NOT EXISTS"
-            " (SELECT 1 FROM rfm_new n WHERE n.profile_id = s.profile_id)"
-        )
     )
     rows = await conn.execute(text("SELECT change, count(*) FROM rfm_changes GROUP BY change"))
     counts: dict[str, int] = {r[0]: r[1] for r in rows}

@@ -3,6 +3,7 @@ hand, the entries are published as segment changes, and a second run changes not
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from services.segmenter.app import create_app
 from services.segmenter.settings import SegmenterSettings
 from shared.clock import ManualClock
+from shared.cloudevents import binary_headers
 from shared.contracts import SegmentChange
 from shared.settings import Settings
 from shared.topics import PROFILE_EVENTS, SEGMENT_CHANGES
@@ -98,12 +100,18 @@ async def test_rfm_quintiles_match_a_hand_computed_table(
         records = await topic.read(10)
         published = [SegmentChange.model_validate(orjson.loads(r.value))  # type: ignore[attr-defined]
                      for r in records]  # fmt: skip
+        traces = set()
         for record, change in zip(records, published, strict=True):
             headers = {k: v.decode() for k, v in record.headers}  # type: ignore[attr-defined]
+            assert list(headers) == [k for k, _ in binary_headers(
+                event_id="-", event_type="-", source="-", subject="-")]  # fmt: skip
+            assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", headers["traceparent"])
+            traces.add(headers["traceparent"])
             assert headers["ce_type"] == "journeyman.segment.entered"
             assert headers["ce_subject"] == change.profile_id
             expected_id = f"{change.profile_id}:{change.segment_id}:entered:rfm@"
             assert headers["ce_id"].startswith(expected_id)
+        assert len(traces) == 1  # one recompute, one piece of work: one trace
         assert {(c.profile_id, c.segment_id, c.change) for c in published} == {
             (ids[name], expected[3], "entered") for name, expected in EXPECTED.items()
         }
