@@ -34,10 +34,17 @@ class Runtime:
         self.state: dict[str, Any] = {}
         self._stoppers: list[Callable[[], Awaitable[None]]] = []
 
-    def add_consumer(self, topics: Sequence[str], group: str, handler: BatchHandler) -> None:
+    def add_consumer(
+        self, topics: Sequence[str], group: str, handler: BatchHandler, lanes: int = 1
+    ) -> None:
         self.consumers.append(
             BatchConsumer(
-                self.settings, topics=topics, group=group, handler=handler, producer=self.producer
+                self.settings,
+                topics=topics,
+                group=group,
+                handler=handler,
+                producer=self.producer,
+                lanes=lanes,
             )
         )
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
@@ -208,72 +208,81 @@ class FixedRateLoad:
 async def fixed_rate_latency(load: FixedRateLoad, timeout_s: float = 180.0) -> list[float]:
     """ms from producing each record of `load` to reading its answer.
 
-    The load runs in a child process, as a shop's backend and the services downstream do: in
+    The load runs in child processes, as a shop's backend and the services downstream do: in
     the process under test it took a third as much CPU as the handler it measured, and its
-    sends and reads queued behind the handler's work on one event loop, counted as latency."""
+    sends and reads queued behind the handler's work on one event loop, counted as latency.
+    The reader has a process of its own too: in the sender's, a send loop catching up after a
+    pause held the event loop and the answers that had arrived waited for it (single reads
+    late by up to 200 ms while the service had published them in under 80). Both stamp
+    `time.perf_counter()`, one clock (CLOCK_MONOTONIC) for every process of the machine."""
     context = multiprocessing.get_context("spawn")
-    receiving, sending = context.Pipe(duplex=False)
-    child = context.Process(target=_load_child, args=(sending, load), name="bench-load")
-    child.start()
-    sending.close()
+    awaited = sum(1 for _, kind in load.events if kind in load.answered)
+    reader_end, reader_child_end = context.Pipe()
+    reader = context.Process(
+        target=_reader_child, args=(reader_child_end, load, awaited, timeout_s), name="bench-read"
+    )
+    reader.start()
+    reader_child_end.close()
+    sender: Any = None
     try:
-        result = await asyncio.to_thread(_receive, receiving, timeout_s)
+        ready = await asyncio.to_thread(_receive, reader_end, 60.0)
+        if ready != "ready":
+            raise RuntimeError(f"latency reader failed: {ready}")
+        receiving, sending = context.Pipe(duplex=False)
+        sender = context.Process(target=_sender_child, args=(sending, load), name="bench-load")
+        sender.start()
+        sending.close()
+        sent = await asyncio.to_thread(_receive, receiving, timeout_s)
+        if isinstance(sent, str):
+            raise RuntimeError(f"latency load failed: {sent}")
+        arrived = await asyncio.to_thread(_receive, reader_end, timeout_s)
+        if isinstance(arrived, str):
+            raise RuntimeError(f"latency reader failed: {arrived}")
     finally:
-        await asyncio.to_thread(child.join, 10)
-        if child.is_alive():
-            child.kill()
-    if isinstance(result, str):
-        raise RuntimeError(f"latency load failed: {result}")
-    return result
+        for child in (sender, reader):
+            if child is not None:
+                await asyncio.to_thread(child.join, 10)
+                if child.is_alive():
+                    child.kill()
+    return [(arrived[pid] - at) * 1000 for pid, at in sent.items() if pid in arrived]
 
 
-def _receive(receiving: Connection, timeout_s: float) -> list[float] | str:
+def _receive(receiving: Connection, timeout_s: float) -> Any:
     if not receiving.poll(timeout_s):
         return f"no answer in {timeout_s:.0f} s"
     try:
-        found: list[float] | str = receiving.recv()
+        return receiving.recv()
     except EOFError:
-        return "the load process ended without an answer"
-    return found
+        return "the child process ended without an answer"
 
 
-def _load_child(sending: Connection, load: FixedRateLoad) -> None:
+def _sender_child(sending: Connection, load: FixedRateLoad) -> None:
     try:
-        result: list[float] | str = asyncio.run(_timed_load(load))
+        result: dict[str, float] | str = asyncio.run(_send_at_rate(load))
     except Exception as exc:  # reported to the parent, which raises it
         result = f"{type(exc).__name__}: {exc}"
     sending.send(result)
     sending.close()
 
 
-async def _timed_load(load: FixedRateLoad) -> list[float]:
-    field_name, wanted = load.answer
-    reader = AIOKafkaConsumer(load.sink, bootstrap_servers=load.bootstrap, group_id=None,
-                              fetch_max_wait_ms=5, auto_offset_reset="latest")  # fmt: skip
-    await reader.start()
-    await reader.seek_to_end()
+def _reader_child(pipe: Connection, load: FixedRateLoad, awaited: int, timeout_s: float) -> None:
+    try:
+        result: dict[str, float] | str = asyncio.run(_read_answers(pipe, load, awaited, timeout_s))
+    except Exception as exc:  # reported to the parent, which raises it
+        result = f"{type(exc).__name__}: {exc}"
+    pipe.send(result)
+    pipe.close()
+
+
+async def _send_at_rate(load: FixedRateLoad) -> dict[str, float]:
+    """Sends every event at the load's rate; when each awaited one left (perf_counter)."""
     sent_at: dict[str, float] = {}
-    latencies: list[float] = []
-
-    awaited = sum(1 for _, kind in load.events if kind in load.answered)
-
-    async def read() -> None:
-        while len(latencies) < awaited:
-            batches = await reader.getmany(timeout_ms=200)
-            arrived = time.perf_counter()
-            for msgs in batches.values():
-                for msg in msgs:
-                    body = orjson.loads(msg.value or b"{}")
-                    pid = body.get("profile_id", "")
-                    if pid in sent_at and body.get(field_name) == wanted:
-                        latencies.append((arrived - sent_at.pop(pid)) * 1000)
-
     producer = AIOKafkaProducer(
         bootstrap_servers=load.bootstrap, enable_idempotence=False, linger_ms=0
     )
     await producer.start()
-    reading = asyncio.create_task(read())
     try:
+        await producer.partitions_for(load.source)  # metadata before the clock starts
         started = time.perf_counter()
         for i, (pid, kind) in enumerate(load.events):
             if (delay := started + i / load.rate - time.perf_counter()) > 0:
@@ -282,9 +291,40 @@ async def _timed_load(load: FixedRateLoad) -> list[float]:
             if kind in load.answered:
                 sent_at[pid] = time.perf_counter()
             await producer.send(load.source, value=body, key=pid.encode())
-        await asyncio.wait_for(reading, timeout=120)
+        await producer.flush()
     finally:
-        reading.cancel()
         await producer.stop()
+    return sent_at
+
+
+async def _read_answers(
+    pipe: Connection, load: FixedRateLoad, awaited: int, timeout_s: float
+) -> dict[str, float]:
+    """From the sink's end (positions resolved before saying ready): when each awaited
+    answer was read (perf_counter), by profile id."""
+    field_name, wanted = load.answer
+    reader = AIOKafkaConsumer(bootstrap_servers=load.bootstrap, group_id=None,
+                              fetch_max_wait_ms=5, auto_offset_reset="latest")  # fmt: skip
+    await reader.start()
+    arrived: dict[str, float] = {}
+    try:
+        await reader.topics()  # metadata, so the sink's partitions are known
+        partitions = reader.partitions_for_topic(load.sink) or set()
+        reader.assign([TopicPartition(load.sink, p) for p in sorted(partitions)])
+        await reader.seek_to_end()
+        for tp in reader.assignment():
+            await reader.position(tp)
+        pipe.send("ready")
+        deadline = time.perf_counter() + timeout_s
+        while len(arrived) < awaited and time.perf_counter() < deadline:
+            batches = await reader.getmany(timeout_ms=200)
+            now = time.perf_counter()
+            for msgs in batches.values():
+                for msg in msgs:
+                    body = orjson.loads(msg.value or b"{}")
+                    pid = body.get("profile_id", "")
+                    if body.get(field_name) == wanted and pid not in arrived:
+                        arrived[pid] = now
+    finally:
         await reader.stop()
-    return latencies
+    return arrived

@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         )  # fmt: skip
         runtime.add_consumer(
             [PROFILE_EVENTS], "segmenter",
-            profile_events_handler(runtime, relay, registry, time_source),
+            profile_events_handler(runtime, relay, registry, time_source), config.segmenter_lanes,
         )  # fmt: skip
         await loop.start()
         runtime.on_stop(loop.stop)

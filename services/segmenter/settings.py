@@ -16,6 +16,13 @@ class SegmenterSettings(Settings):
         "would spend a fifth of that before the segmenter sees the event. An idle segmenter "
         "asks the broker 50 times a second.",
     )
+    segmenter_lanes: int = Field(
+        default=2,
+        ge=1,
+        description="Groups of partitions a large batch is decided in at once, each in its own "
+        "transaction: one group's database round trips overlap another's evaluation. Customers "
+        "never share rows, so the groups never wait on each other.",
+    )
     segmenter_clock_interval_s: float = Field(
         default=1.0, description="How often the clock loop looks for due segment timers."
     )

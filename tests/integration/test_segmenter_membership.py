@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -246,3 +247,33 @@ async def test_merges_move_membership_and_erasures_drop_it(
             )
         await engine.dispose()
         assert version == ERASED_VERSION
+
+
+async def test_a_large_batch_decided_in_lanes_enters_each_customer_once(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Hundreds of customers queued before the segmenter starts reach it as one large batch,
+    decided in two lanes at once: each customer enters once, redelivered records change
+    nothing, and no customer's records are split between lanes."""
+    config = _settings(settings, tmp_path, {"big": BIG_SPENDERS})
+    assert config.segmenter_lanes == 2
+    run = uuid.uuid4().hex[:6]
+    pids = [f"lane-{run}-{i}" for i in range(300)]
+    producer = AIOKafkaProducer(bootstrap_servers=config.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        for pid in pids:  # each customer: an order, then its redelivery
+            for _ in range(2):
+                value = record(pid, 1, START, props={"revenue": 600.0}, total_revenue=600.0)
+                await producer.send(PROFILE_EVENTS, value=value, key=pid.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+    async with TopicReader(config, SEGMENT_CHANGES) as topic, running(
+        create_app(config, ManualClock(START + timedelta(days=1)))
+    ):  # fmt: skip
+        found = [orjson.loads(r.value) for r in await topic.read(len(pids))]  # type: ignore[attr-defined]
+        assert sorted(c["profile_id"] for c in found) == sorted(pids)
+        assert {(c["segment_id"], c["change"]) for c in found} == {("big-spenders", "entered")}
+        later = [orjson.loads(r.value) for r in await topic.read_for(1.0)]  # type: ignore[attr-defined]
+        assert [c for c in later if c["profile_id"] in set(pids)] == []
