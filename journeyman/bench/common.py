@@ -216,10 +216,9 @@ async def fixed_rate_latency(load: FixedRateLoad, timeout_s: float = 180.0) -> l
     late by up to 200 ms while the service had published them in under 80). Both stamp
     `time.perf_counter()`, one clock (CLOCK_MONOTONIC) for every process of the machine."""
     context = multiprocessing.get_context("spawn")
-    awaited = sum(1 for _, kind in load.events if kind in load.answered)
     reader_end, reader_child_end = context.Pipe()
     reader = context.Process(
-        target=_reader_child, args=(reader_child_end, load, awaited, timeout_s), name="bench-read"
+        target=_reader_child, args=(reader_child_end, load, timeout_s), name="bench-read"
     )
     reader.start()
     reader_child_end.close()
@@ -265,9 +264,9 @@ def _sender_child(sending: Connection, load: FixedRateLoad) -> None:
     sending.close()
 
 
-def _reader_child(pipe: Connection, load: FixedRateLoad, awaited: int, timeout_s: float) -> None:
+def _reader_child(pipe: Connection, load: FixedRateLoad, timeout_s: float) -> None:
     try:
-        result: dict[str, float] | str = asyncio.run(_read_answers(pipe, load, awaited, timeout_s))
+        result: dict[str, float] | str = asyncio.run(_read_answers(pipe, load, timeout_s))
     except Exception as exc:  # reported to the parent, which raises it
         result = f"{type(exc).__name__}: {exc}"
     pipe.send(result)
@@ -298,11 +297,12 @@ async def _send_at_rate(load: FixedRateLoad) -> dict[str, float]:
 
 
 async def _read_answers(
-    pipe: Connection, load: FixedRateLoad, awaited: int, timeout_s: float
+    pipe: Connection, load: FixedRateLoad, timeout_s: float
 ) -> dict[str, float]:
     """From the sink's end (positions resolved before saying ready): when each awaited
     answer was read (perf_counter), by profile id."""
     field_name, wanted = load.answer
+    awaited_ids = {pid for pid, kind in load.events if kind in load.answered}
     reader = AIOKafkaConsumer(bootstrap_servers=load.bootstrap, group_id=None,
                               fetch_max_wait_ms=5, auto_offset_reset="latest")  # fmt: skip
     await reader.start()
@@ -316,15 +316,15 @@ async def _read_answers(
             await reader.position(tp)
         pipe.send("ready")
         deadline = time.perf_counter() + timeout_s
-        while len(arrived) < awaited and time.perf_counter() < deadline:
+        while len(arrived) < len(awaited_ids) and time.perf_counter() < deadline:
             batches = await reader.getmany(timeout_ms=200)
             now = time.perf_counter()
             for msgs in batches.values():
                 for msg in msgs:
                     body = orjson.loads(msg.value or b"{}")
                     pid = body.get("profile_id", "")
-                    if body.get(field_name) == wanted and pid not in arrived:
-                        arrived[pid] = now
+                    if pid in awaited_ids and body.get(field_name) == wanted:
+                        arrived.setdefault(pid, now)  # not an earlier run's answer, not twice
     finally:
         await reader.stop()
     return arrived

@@ -48,14 +48,12 @@ async def fire_due(
         out.fired += await _waits(conn, work, steps, done)
     rescheduled = await _entries(conn, work, others, now)
     done += [t.timer_id for t in others]
-    await repository.cancel(conn, done)
-    await repository.schedule(conn, rescheduled)
     out.lateness_s = [
         *work.fx.lateness_s,
         *[max((now - t.due_at).total_seconds(), 0.0) for t in others],
     ]
     out.fired += len(others)
-    out.records = await work.flush(conn)
+    out.records = await work.flush(conn, rescheduled, cancelled=done)
     return out
 
 

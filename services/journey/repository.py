@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, delete, func, literal, select, update
@@ -71,23 +72,20 @@ async def save_profiles(
 ) -> None:
     """Keep the newest snapshot of each customer (timers and schedules run on it). `encode`
     gives a snapshot's JSON text (the batch's `Effects.json`, which reuses its dumps)."""
+    await write(conn, Writes(profiles=snapshots, encode=encode))
+
+
+def _profile_rows(
+    snapshots: Iterable[ProfileSnapshot], encode: Callable[[ProfileSnapshot], str] | None
+) -> list[list[Any]]:
+    """(ids, versions, JSON texts) of the newest snapshot of each customer, in id order."""
     latest: dict[str, ProfileSnapshot] = {}
     for s in snapshots:
         if s.profile_id not in latest or s.version >= latest[s.profile_id].version:
             latest[s.profile_id] = s
-    if not latest:
-        return
     ordered = sorted(latest.items())
     text = encode or (lambda s: _SNAPSHOT_JSON(s).decode())
-    await (await pg(conn)).execute(
-        f"INSERT INTO {S}.profiles AS p (profile_id, version, snapshot)"
-        " SELECT i, v, s::json FROM unnest($1::text[], $2::bigint[], $3::text[]) AS x(i, v, s)"
-        " ON CONFLICT (profile_id) DO UPDATE SET version = excluded.version,"
-        " snapshot = excluded.snapshot WHERE p.version <= excluded.version",
-        [p for p, _ in ordered],
-        [s.version for _, s in ordered],
-        [text(s) for _, s in ordered],
-    )
+    return [[p for p, _ in ordered], [s.version for _, s in ordered], [text(s) for _, s in ordered]]
 
 
 async def load_profiles(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, ProfileSnapshot]:
@@ -168,8 +166,14 @@ async def save_instances(
     now: datetime,
     new: Collection[str] = frozenset(),
 ) -> None:
-    """Write moved instances (held, so locked, by this transaction) with one UPDATE and the
-    `new` ones with one upsert. The rows travel as one JSON document (the state nested in it,
+    """Write moved instances (held, so locked, by this transaction) and the `new` ones."""
+    await write(conn, Writes(instances=changed, new=new), now)
+
+
+def _instance_rows(
+    changed: Iterable[Instance], new: Collection[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(moved, made): the rows travel as one JSON document each (the state nested in it,
     encoded once by orjson), not as a dozen arrays of thousands of parameters."""
     moved: list[dict[str, Any]] = []
     made: list[dict[str, Any]] = []
@@ -196,30 +200,7 @@ async def save_instances(
             made.append(row)
         else:
             moved.append(row)
-    db = await pg(conn) if moved or made else None
-    if db is not None and moved:
-        await db.execute(
-            f"UPDATE {S}.instances AS t SET {_SET_MOVED}, updated_at = $2"
-            f" FROM json_to_recordset($1::text::json) AS x(instance_id text, {_MOVED})"
-            " WHERE t.instance_id = x.instance_id",
-            json_text(moved),
-            now,
-        )
-    if db is not None and made:
-        await db.execute(
-            f"INSERT INTO {S}.instances (instance_id, journey_id, journey_version, entry_key,"
-            " entered_at, status, current_step, grp, waiting_event, goal_until, converted_at,"
-            " ended_at, state, profile_id, updated_at) "
-            "SELECT instance_id, journey_id, journey_version, entry_key, entered_at, status,"
-            " current_step, grp, waiting_event, goal_until, converted_at, ended_at, state,"
-            " profile_id, $2"
-            " FROM json_to_recordset($1::text::json) AS x(instance_id text, journey_id text,"
-            f" journey_version int, entry_key text, entered_at timestamptz, {_MOVED}) "
-            f"ON CONFLICT (instance_id) DO UPDATE SET {_SET_MOVED.replace('x.', 'excluded.')},"
-            " updated_at = excluded.updated_at",
-            json_text(made),
-            now,
-        )
+    return moved, made
 
 
 async def active_instances_of_journey(conn: AsyncConnection, journey_id: str) -> list[Instance]:
@@ -261,25 +242,23 @@ async def last_entries(
 
 async def record_entries(conn: AsyncConnection, made: Sequence[tuple[str, str, datetime]]) -> None:
     """(journey id, profile id, when) of each entry."""
-    if not made:
-        return
+    await write(conn, Writes(entries=made))
+
+
+def _entry_rows(made: Sequence[tuple[str, str, datetime]]) -> list[list[Any]]:
+    """(journeys, profiles, latest entry, entries) per (journey, profile), in key order."""
     latest: dict[tuple[str, str], datetime] = {}
     times: Counter[tuple[str, str]] = Counter()
     for journey_id, profile_id, at in made:
         latest[(journey_id, profile_id)] = max(at, latest.get((journey_id, profile_id), at))
         times[(journey_id, profile_id)] += 1
     ordered = sorted(latest.items())
-    await (await pg(conn)).execute(
-        f"INSERT INTO {S}.entries AS e (journey_id, profile_id, last_entered_at, times)"
-        " SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[])"
-        " ON CONFLICT (journey_id, profile_id) DO UPDATE SET"
-        " last_entered_at = greatest(e.last_entered_at, excluded.last_entered_at),"
-        " times = e.times + excluded.times",
+    return [
         [j for (j, _), _ in ordered],
         [p for (_, p), _ in ordered],
         [at for _, at in ordered],
         [times[k] for k, _ in ordered],
-    )
+    ]
 
 
 async def segments_of(conn: AsyncConnection, profile_ids: Iterable[str]) -> dict[str, set[str]]:
@@ -324,16 +303,13 @@ async def segment_members(conn: AsyncConnection, segment_id: str) -> list[str]:
 # -- timers -----------------------------------------------------------------------------
 async def schedule(conn: AsyncConnection, planned: Sequence[Timer]) -> None:
     """Create timers, or move an existing one (a date trigger whose date changed)."""
-    if not planned:
-        return
+    await write(conn, Writes(timers=planned))
+
+
+def _timer_rows(planned: Sequence[Timer]) -> list[list[Any]]:
     by_id = {t.timer_id: t for t in planned}
     ordered = [by_id[k] for k in sorted(by_id)]
-    await (await pg(conn)).execute(
-        f"INSERT INTO {S}.timers (timer_id, kind, due_at, journey_id, instance_id, profile_id,"
-        " token) SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[],"
-        " $5::text[], $6::text[], $7::text[]) "
-        "ON CONFLICT (timer_id) DO UPDATE SET due_at = excluded.due_at, token = excluded.token"
-        " WHERE timers.due_at IS DISTINCT FROM excluded.due_at",
+    return [
         [t.timer_id for t in ordered],
         [t.kind for t in ordered],
         [t.due_at for t in ordered],
@@ -341,7 +317,7 @@ async def schedule(conn: AsyncConnection, planned: Sequence[Timer]) -> None:
         [t.instance_id for t in ordered],
         [t.profile_id for t in ordered],
         [t.token for t in ordered],
-    )
+    ]
 
 
 async def schedule_missing(conn: AsyncConnection, planned: Sequence[Timer]) -> None:
@@ -361,10 +337,7 @@ async def schedule_missing(conn: AsyncConnection, planned: Sequence[Timer]) -> N
 
 
 async def cancel(conn: AsyncConnection, timer_ids: Sequence[str]) -> None:
-    if timer_ids:
-        await (await pg(conn)).execute(
-            f"DELETE FROM {S}.timers WHERE timer_id = ANY($1::text[])", sorted(set(timer_ids))
-        )
+    await write(conn, Writes(cancelled=timer_ids))
 
 
 class Due(NamedTuple):
@@ -403,19 +376,13 @@ async def pending_timers(conn: AsyncConnection) -> int:
 
 # -- counters ---------------------------------------------------------------------------
 async def add_counters(conn: AsyncConnection, deltas: Counter[CounterKey]) -> None:
-    """Last statement of a transaction, keys sorted: concurrent batches lock counter rows in
-    one order and never deadlock on them."""
-    rows = [(key, n) for key, n in sorted(deltas.items()) if n]
-    if not rows:
-        return
-    await (await pg(conn)).execute(
-        f"INSERT INTO {S}.counters (journey_id, version, step_id, metric, label, n)"
-        " SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[],"
-        " $6::bigint[]) ON CONFLICT (journey_id, version, step_id, metric, label)"
-        " DO UPDATE SET n = counters.n + excluded.n",
-        *([key[f] for key, _ in rows] for f in range(5)),
-        [n for _, n in rows],
-    )
+    await write(conn, Writes(counters=deltas))
+
+
+def _counter_rows(deltas: Counter[CounterKey] | None) -> list[list[Any]]:
+    """Keys sorted: concurrent batches lock counter rows in one order."""
+    rows = [(key, n) for key, n in sorted((deltas or {}).items()) if n]
+    return [*([key[f] for key, _ in rows] for f in range(5)), [n for _, n in rows]]
 
 
 async def counters_of(conn: AsyncConnection, journey_id: str) -> list[Any]:
@@ -508,3 +475,83 @@ async def existing_instances(conn: AsyncConnection, ids: Sequence[str]) -> set[s
         list(set(ids)),
     )
     return {r[0] for r in rows}
+
+
+# -- one batch's writes ---------------------------------------------------------------------
+@dataclass
+class Writes:
+    """What one transaction writes back, sent as one statement (`write`)."""
+
+    cancelled: Collection[str] = ()  # timers to delete (none of them among `timers`)
+    timers: Sequence[Timer] = ()  # to create, or to move (same id, new due time)
+    instances: Iterable[Instance] = ()  # moved (held, so locked, by this transaction) or new
+    new: Collection[str] = frozenset()  # which of `instances` are new
+    entries: Sequence[tuple[str, str, datetime]] = ()  # (journey, profile, when)
+    counters: Counter[CounterKey] | None = None
+    profiles: Iterable[ProfileSnapshot] = ()  # the newest of each customer is kept
+    encode: Callable[[ProfileSnapshot], str] | None = None  # a snapshot's JSON text
+
+
+# One round trip for a whole batch: a statement of data-modifying CTEs, each a no-op for an
+# empty array or '[]'. Ten statements a batch cost about as much in round trips (each a wake
+# of the server and of this process, on a two-core machine often a wait for a core) as in
+# work. A batch never touches one row twice: cancelled timers are not among those planned,
+# and moved instances are not new. Every transaction runs the same statement, so they take
+# row locks in one order (rows in key order inside each part), and counters, the rows every
+# batch shares, stay after the instances each batch locked first.
+_WRITE = (
+    f"WITH gone AS (DELETE FROM {S}.timers WHERE timer_id = ANY($2::text[])),"
+    f" planned AS (INSERT INTO {S}.timers (timer_id, kind, due_at, journey_id, instance_id,"
+    " profile_id, token) SELECT * FROM unnest($3::text[], $4::text[], $5::timestamptz[],"
+    " $6::text[], $7::text[], $8::text[], $9::text[])"
+    " ON CONFLICT (timer_id) DO UPDATE SET due_at = excluded.due_at, token = excluded.token"
+    " WHERE timers.due_at IS DISTINCT FROM excluded.due_at),"
+    f" moved AS (UPDATE {S}.instances AS t SET {_SET_MOVED}, updated_at = $1"
+    f" FROM json_to_recordset($10::text::json) AS x(instance_id text, {_MOVED})"
+    " WHERE t.instance_id = x.instance_id),"
+    f" made AS (INSERT INTO {S}.instances (instance_id, journey_id, journey_version, entry_key,"
+    " entered_at, status, current_step, grp, waiting_event, goal_until, converted_at,"
+    " ended_at, state, profile_id, updated_at)"
+    " SELECT instance_id, journey_id, journey_version, entry_key, entered_at, status,"
+    " current_step, grp, waiting_event, goal_until, converted_at, ended_at, state,"
+    " profile_id, $1"
+    " FROM json_to_recordset($11::text::json) AS x(instance_id text, journey_id text,"
+    f" journey_version int, entry_key text, entered_at timestamptz, {_MOVED})"
+    f" ON CONFLICT (instance_id) DO UPDATE SET {_SET_MOVED.replace('x.', 'excluded.')},"
+    " updated_at = excluded.updated_at),"
+    f" entered AS (INSERT INTO {S}.entries AS e (journey_id, profile_id, last_entered_at, times)"
+    " SELECT * FROM unnest($12::text[], $13::text[], $14::timestamptz[], $15::int[])"
+    " ON CONFLICT (journey_id, profile_id) DO UPDATE SET"
+    " last_entered_at = greatest(e.last_entered_at, excluded.last_entered_at),"
+    " times = e.times + excluded.times),"
+    f" snapshots AS (INSERT INTO {S}.profiles AS p (profile_id, version, snapshot)"
+    " SELECT i, v, s::json FROM unnest($16::text[], $17::bigint[], $18::text[]) AS x(i, v, s)"
+    " ON CONFLICT (profile_id) DO UPDATE SET version = excluded.version,"
+    " snapshot = excluded.snapshot WHERE p.version <= excluded.version) "
+    f"INSERT INTO {S}.counters (journey_id, version, step_id, metric, label, n)"
+    " SELECT * FROM unnest($19::text[], $20::int[], $21::text[], $22::text[], $23::text[],"
+    " $24::bigint[]) ON CONFLICT (journey_id, version, step_id, metric, label)"
+    " DO UPDATE SET n = counters.n + excluded.n"
+)
+
+
+async def write(conn: AsyncConnection, w: Writes, now: datetime | None = None) -> None:
+    """Everything of `w` in one statement (nothing when it holds nothing)."""
+    moved, made = _instance_rows(w.instances, w.new)
+    timers = _timer_rows(w.timers)
+    entries = _entry_rows(w.entries)
+    profiles = _profile_rows(w.profiles, w.encode)
+    counters = _counter_rows(w.counters)
+    if not (w.cancelled or timers[0] or moved or made or entries[0] or profiles[0] or counters[0]):
+        return
+    await (await pg(conn)).execute(
+        _WRITE,
+        now or datetime.now(UTC),
+        sorted(set(w.cancelled)),
+        *timers,
+        json_text(moved),
+        json_text(made),
+        *entries,
+        *profiles,
+        *counters,
+    )

@@ -14,7 +14,7 @@ from services.journey.compiled import CompiledJourney
 from services.journey.dsl import DateTrigger, ScheduleTrigger
 from services.journey.engine import Engine, slim
 from services.journey.registry import Registry
-from services.journey.state import Effects, Timer
+from services.journey.state import Timer
 from services.journey.work import Work, fresh_ids
 from shared.contracts import (
     PROFILE_ERASED,
@@ -46,8 +46,8 @@ async def apply_profile_events(
     dated = [r.profile for r, _ in batch] if registry.date_triggered() else []
     if not fresh:
         moved = _moved_dates(registry, engine, dated, now, {})
-        await repository.schedule(conn, moved)
-        await _save_snapshots(conn, dated, moved)
+        snapshots = _snapshots_to_save(dated, moved)
+        await repository.write(conn, repository.Writes(timers=moved, profiles=snapshots), now)
         return []
     for record, _ in fresh:
         await _lifecycle(conn, record)
@@ -88,9 +88,8 @@ async def apply_profile_events(
     # those whose date timer moved), in one statement.
     keep = [latest[p] for p in work.by_profile if p in latest]
     moved = _moved_dates(registry, engine, dated, now, last)
-    out = await work.flush(conn, moved)  # date timers in the same statement as the steps'
-    await _save_snapshots(conn, dated, moved, keep, work.fx)
-    return out
+    # Date timers and snapshots in the same statement as the steps' writes.
+    return await work.flush(conn, moved, profiles=_snapshots_to_save(dated, moved, keep))
 
 
 def _relevant(registry: Registry, event: dict[str, Any]) -> bool:
@@ -119,18 +118,14 @@ def _moved_dates(
     return moved
 
 
-async def _save_snapshots(
-    conn: AsyncConnection,
+def _snapshots_to_save(
     snapshots: Sequence[ProfileSnapshot],
     moved: Sequence[Timer],
     keep: Sequence[ProfileSnapshot] = (),
-    fx: Effects | None = None,
-) -> None:
-    """The snapshots a date timer that moved needs when it fires (and those of `keep`), in
-    one statement."""
+) -> list[ProfileSnapshot]:
+    """The snapshots a date timer that moved needs when it fires, and those of `keep`."""
     wanted = {t.profile_id for t in moved}
-    saved = [*keep, *(s for s in snapshots if s.profile_id in wanted)]
-    await repository.save_profiles(conn, saved, fx.json if fx is not None else None)
+    return [*keep, *(s for s in snapshots if s.profile_id in wanted)]
 
 
 async def _lifecycle(conn: AsyncConnection, record: ProfileEventRecord) -> None:
@@ -167,7 +162,6 @@ async def apply_segment_changes(
     await repository.apply_memberships(
         conn, {(c.profile_id, c.segment_id): c.change == "entered" for c in fresh}
     )
-    await repository.save_profiles(conn, [c.profile for c in fresh])
     work = Work(registry, engine, now)
     pids = {c.profile_id for c in fresh}
     work.hold(await repository.live_instances(conn, pids, now))
@@ -193,7 +187,7 @@ async def apply_segment_changes(
         key = f"segment:{change.segment_id}:{change.change}:{change.changed_at.isoformat()}"
         for cj in registry.segment_triggered(change.segment_id, change.change):
             work.try_enter(cj, change.profile, key, trigger)
-    return await work.flush(conn)
+    return await work.flush(conn, profiles=[c.profile for c in fresh])
 
 
 def date_timers(

@@ -112,18 +112,28 @@ class Work:
         return inst
 
     # -- writing ------------------------------------------------------------------------
-    async def flush(self, conn: AsyncConnection, timers: Sequence[Timer] = ()) -> list[OutRecord]:
-        """Write everything back; return the records for the outbox. `timers` are more to
-        schedule (the batch's date triggers), in the same statement as the engine's."""
+    async def flush(
+        self,
+        conn: AsyncConnection,
+        timers: Sequence[Timer] = (),
+        *,
+        cancelled: Sequence[str] = (),
+        profiles: Sequence[ProfileSnapshot] = (),
+    ) -> list[OutRecord]:
+        """Write everything back in one statement; return the records for the outbox.
+        `timers` are more to schedule (the batch's date triggers, timers fired and planned
+        again), `cancelled` more to delete, `profiles` snapshots to keep."""
         fx = self.fx
-        scheduled = {t.timer_id for t in fx.timers}
-        await repository.cancel(conn, [t for t in fx.cancelled if t not in scheduled])
-        await repository.schedule(conn, [*fx.timers, *timers])
+        planned = [*fx.timers, *timers]
+        scheduled = {t.timer_id for t in planned}
+        gone = [t for t in (*fx.cancelled, *cancelled) if t not in scheduled]
         touched = [self.instances[i] for i in sorted(self.changed | self.created)]
-        await repository.save_instances(conn, touched, self.now, self.created)
-        await repository.record_entries(conn, self.entries)
         await webhooks_repository.queue(conn, fx.webhooks)
-        await repository.add_counters(conn, fx.counters)
+        writes = repository.Writes(
+            cancelled=gone, timers=planned, instances=touched, new=self.created,
+            entries=self.entries, counters=fx.counters, profiles=profiles, encode=fx.json,
+        )  # fmt: skip
+        await repository.write(conn, writes, self.now)
         return self.records()
 
     def records(self) -> list[OutRecord]:
