@@ -135,7 +135,6 @@ class BatchConsumer:
             **security_options(settings),
         )
         self._task: asyncio.Task[None] | None = None
-        self._committing: asyncio.Task[None] | None = None
         self.problem: str | None = "starting"
         self.processed = 0
 
@@ -149,9 +148,6 @@ class BatchConsumer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._committing is not None:  # the last handled batch's offsets
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._committing
         await self._consumer.stop()
 
     async def _run(self) -> None:
@@ -169,7 +165,7 @@ class BatchConsumer:
                 r for found in await asyncio.gather(*map(self._handle, groups)) for r in found
             ]
             await self._with_retry(partial(self._dead_letter, rejected))
-            await self._commit_behind({tp: msgs[-1].offset + 1 for tp, msgs in batches.items()})
+            await self._commit({tp: msgs[-1].offset + 1 for tp, msgs in batches.items()})
             self.processed += len(records)
             for tp, msgs in batches.items():
                 RECORDS_CONSUMED.labels(self.group, tp.topic).inc(len(msgs))
@@ -218,15 +214,6 @@ class BatchConsumer:
         await self._producer.send_batch([dead_letter_record(r, self.group) for r in rejected])
         for r in rejected:
             RECORDS_DEAD_LETTERED.labels(self.group, r.record.topic).inc()
-
-    async def _commit_behind(self, offsets: dict[TopicPartition, int]) -> None:
-        """Commit these offsets while the next batch is fetched and handled: the broker's
-        answer (a round trip, ~2-4 ms) no longer delays every batch. Still at-least-once:
-        they are offsets of records fully handled, commits go out one at a time in order, and
-        `stop` waits for the last one."""
-        if self._committing is not None:
-            await self._committing
-        self._committing = asyncio.create_task(self._commit(offsets))
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:
