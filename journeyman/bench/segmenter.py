@@ -132,10 +132,10 @@ async def seed_profiles(dsn: str, run: str, count: int) -> None:
     try:
         await db.execute(
             "INSERT INTO segmenter.profiles (profile_id, version, snapshot) "
-            "SELECT $1 || '-' || i, 0, jsonb_build_object('profile_id', $1 || '-' || i,"
-            " 'version', 0, 'updated_at', '2026-01-01T00:00:00Z', 'consent', '{}'::jsonb,"
-            " 'traits', jsonb_build_object('country', 'FR', 'birthday', '1990-05-17'),"
-            " 'behaviour', jsonb_build_object('orders_count', 0, 'total_revenue', 0,"
+            "SELECT $1 || '-' || i, 0, json_build_object('profile_id', $1 || '-' || i,"
+            " 'version', 0, 'updated_at', '2026-01-01T00:00:00Z', 'consent', '{}'::json,"
+            " 'traits', json_build_object('country', 'FR', 'birthday', '1990-05-17'),"
+            " 'behaviour', json_build_object('orders_count', 0, 'total_revenue', 0,"
             "  'product_views', 0, 'last_seen_at', '2026-01-01T00:00:00+00:00')) "
             "FROM generate_series(0, $2 - 1) i",
             run,

@@ -9,6 +9,7 @@ the next moment each time-dependent membership can change.
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Column,
@@ -42,7 +43,7 @@ profiles = Table(
     metadata,
     Column("profile_id", String, primary_key=True),
     Column("version", BigInteger, nullable=False, comment="last applied profile version"),
-    Column("snapshot", JSONB, nullable=False),
+    Column("snapshot", JSON, nullable=False),
 )
 
 facts = Table(

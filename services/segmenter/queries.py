@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.segmenter.models import membership_history, memberships, profiles
@@ -58,7 +58,7 @@ async def stored_profiles(
         rows = (
             await conn.execute(
                 select(profiles.c.profile_id, profiles.c.snapshot)
-                .where(profiles.c.profile_id > after, profiles.c.snapshot != {})
+                .where(profiles.c.profile_id > after, cast(profiles.c.snapshot, Text) != "{}")
                 .order_by(profiles.c.profile_id)
                 .limit(min(chunk, limit - seen))
             )

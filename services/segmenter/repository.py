@@ -186,7 +186,7 @@ _WRITE_CHANGES = (
     "  orders_count = t.orders_count + excluded.orders_count,"
     "  monetary = t.monetary + excluded.monetary),"
     " p AS (INSERT INTO segmenter.profiles (profile_id, version, snapshot)"
-    "  SELECT r->>0, (r->>1)::bigint, r->2 FROM jsonb_array_elements($1::jsonb) r"
+    "  SELECT r->>0, (r->>1)::bigint, r->2 FROM json_array_elements($1::json) r"
     "  ON CONFLICT (profile_id) DO UPDATE SET version = excluded.version,"
     "  snapshot = excluded.snapshot WHERE excluded.version > profiles.version),"
     " e AS (INSERT INTO segmenter.memberships"

@@ -102,7 +102,7 @@ async def apply_changes(conn: AsyncConnection, config: RfmConfig, now: datetime)
         text(
             "CREATE TEMP TABLE rfm_changes ON COMMIT DROP AS "
             "SELECT c.profile_id, c.segment_id, c.change, coalesce(p.version, 0) AS version,"
-            " coalesce(p.snapshot <> '{}'::jsonb, false) AS published FROM ("
+            " coalesce(p.snapshot::text <> '{}', false) AS published FROM ("
             "SELECT n.profile_id, n.segment_id, 'entered'::text AS change FROM rfm_new n"
             " WHERE n.segment_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM segmenter.memberships m"
             "  WHERE m.profile_id = n.profile_id AND m.segment_id = n.segment_id) "
