@@ -110,7 +110,7 @@ class BatchConsumer:
         max_backoff_s: float = 10.0,
         lanes: int = 1,
     ) -> None:
-        """`lanes` > 1: a large batch is handled as that many groups of partitions at once,
+        """`lanes` > 1: a large batch is handled as that many groups of customers at once,
         each in its own transaction, so one group's database round trips overlap the others'
         Python work. Only for handlers whose work on different customers touches no shared
         row; offsets are committed once every group is done."""

@@ -86,7 +86,7 @@ async def add_to_outbox(conn: AsyncConnection, table: Table, records: Sequence[O
         schema_name=table.schema,
         columns=("id", "topic", "key", "value", "headers"),
         records=[
-            (id_, r.topic, r.key, r.value, _headers_json(r.headers))
+            (id_, r.topic, r.key, r.value, headers_json(r.headers))
             for id_, r in zip(ids, records, strict=True)
         ],
     )
@@ -101,7 +101,8 @@ def _sequence_of(table: Table) -> str:
     return f"{table.schema}.{table.name}_id_seq" if table.schema else f"{table.name}_id_seq"
 
 
-def _headers_json(headers: Headers) -> str:
+def headers_json(headers: Headers) -> str:
+    """Record headers as the outbox stores them (JSON text of [name, value] pairs)."""
     return orjson.dumps([(k, v.decode("utf-8", "replace")) for k, v in headers]).decode()
 
 

@@ -1,5 +1,6 @@
-"""All SQL of the journey service. Every function takes whole batches: one statement per
-batch and table, never one per event.
+"""All SQL of the journey service. Every function takes whole batches, never one event: a
+read is one statement per table, and everything a batch writes back is one statement
+(`write`).
 
 The hot paths (timers, instances, counters, the profiles timers read) talk to asyncpg directly
 in the caller's transaction, as the profile service does: `unnest` array parameters, JSON
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, delete, func, literal, select, update
@@ -65,16 +66,6 @@ async def prune_seen(conn: AsyncConnection, before: datetime) -> int:
 
 
 # -- profiles projection ----------------------------------------------------------------
-async def save_profiles(
-    conn: AsyncConnection,
-    snapshots: Iterable[ProfileSnapshot],
-    encode: Callable[[ProfileSnapshot], str] | None = None,
-) -> None:
-    """Keep the newest snapshot of each customer (timers and schedules run on it). `encode`
-    gives a snapshot's JSON text (the batch's `Effects.json`, which reuses its dumps)."""
-    await write(conn, Writes(profiles=snapshots, encode=encode))
-
-
 def _profile_rows(
     snapshots: Iterable[ProfileSnapshot], encode: Callable[[ProfileSnapshot], str] | None
 ) -> list[list[Any]]:
@@ -160,16 +151,6 @@ _SET_MOVED = (
 )
 
 
-async def save_instances(
-    conn: AsyncConnection,
-    changed: Iterable[Instance],
-    now: datetime,
-    new: Collection[str] = frozenset(),
-) -> None:
-    """Write moved instances (held, so locked, by this transaction) and the `new` ones."""
-    await write(conn, Writes(instances=changed, new=new), now)
-
-
 def _instance_rows(
     changed: Iterable[Instance], new: Collection[str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -240,11 +221,6 @@ async def last_entries(
     return out
 
 
-async def record_entries(conn: AsyncConnection, made: Sequence[tuple[str, str, datetime]]) -> None:
-    """(journey id, profile id, when) of each entry."""
-    await write(conn, Writes(entries=made))
-
-
 def _entry_rows(made: Sequence[tuple[str, str, datetime]]) -> list[list[Any]]:
     """(journeys, profiles, latest entry, entries) per (journey, profile), in key order."""
     latest: dict[tuple[str, str], datetime] = {}
@@ -301,11 +277,6 @@ async def segment_members(conn: AsyncConnection, segment_id: str) -> list[str]:
 
 
 # -- timers -----------------------------------------------------------------------------
-async def schedule(conn: AsyncConnection, planned: Sequence[Timer]) -> None:
-    """Create timers, or move an existing one (a date trigger whose date changed)."""
-    await write(conn, Writes(timers=planned))
-
-
 def _timer_rows(planned: Sequence[Timer]) -> list[list[Any]]:
     by_id = {t.timer_id: t for t in planned}
     ordered = [by_id[k] for k in sorted(by_id)]
@@ -334,10 +305,6 @@ async def schedule_missing(conn: AsyncConnection, planned: Sequence[Timer]) -> N
             for t in planned
         ]
         await conn.execute(insert(timers).on_conflict_do_nothing(), rows)
-
-
-async def cancel(conn: AsyncConnection, timer_ids: Sequence[str]) -> None:
-    await write(conn, Writes(cancelled=timer_ids))
 
 
 class Due(NamedTuple):
@@ -375,10 +342,6 @@ async def pending_timers(conn: AsyncConnection) -> int:
 
 
 # -- counters ---------------------------------------------------------------------------
-async def add_counters(conn: AsyncConnection, deltas: Counter[CounterKey]) -> None:
-    await write(conn, Writes(counters=deltas))
-
-
 def _counter_rows(deltas: Counter[CounterKey] | None) -> list[list[Any]]:
     """Keys sorted: concurrent batches lock counter rows in one order."""
     rows = [(key, n) for key, n in sorted((deltas or {}).items()) if n]
@@ -535,7 +498,7 @@ _WRITE = (
 )
 
 
-async def write(conn: AsyncConnection, w: Writes, now: datetime | None = None) -> None:
+async def write(conn: AsyncConnection, w: Writes, now: datetime) -> None:
     """Everything of `w` in one statement (nothing when it holds nothing)."""
     moved, made = _instance_rows(w.instances, w.new)
     timers = _timer_rows(w.timers)
@@ -546,7 +509,7 @@ async def write(conn: AsyncConnection, w: Writes, now: datetime | None = None) -
         return
     await (await pg(conn)).execute(
         _WRITE,
-        now or datetime.now(UTC),
+        now,
         sorted(set(w.cancelled)),
         *timers,
         json_text(moved),

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.segmenter.rfm import RfmConfig
 from shared.cloudevents import binary_headers, new_traceparent
+from shared.outbox import headers_json
 from shared.topics import SEGMENT_CHANGES
 
 SOURCE = "journeyman/segmenter"
@@ -46,7 +47,7 @@ def _header_parts(change: str, now: datetime, traceparent: str) -> dict[str, str
         event_id=_ID, event_type=f"journeyman.segment.{change}", source=SOURCE, time=now,
         subject=_SUBJECT, traceparent=traceparent,
     )  # fmt: skip
-    text_ = orjson.dumps([(k, v.decode()) for k, v in headers]).decode()
+    text_ = headers_json(headers)  # as every outbox row holds them
     h0, rest = text_.split(orjson.dumps(_ID).decode())
     h1, h2 = rest.split(orjson.dumps(_SUBJECT).decode())
     return {"h0": h0, "h1": h1, "h2": h2}
