@@ -29,9 +29,13 @@ from typing import Any, Self
 
 import psutil
 
-# The data is kept, so durability stays on (no fsync=off); only the connection cap is raised for
-# a machine running every service, each with its own pool, plus the tests.
-_SERVER_OPTIONS = "-c max_connections=200"
+# The data is kept, so durability stays on (no fsync=off). The connection cap is raised for a
+# machine running every service, each with its own pool, plus the tests. Checkpoints are spaced
+# as for any write-heavy server (PostgreSQL's defaults, 1 GB of WAL or 5 min, checkpointed every
+# ~10 s under the benchmarks, warning "checkpoints are occurring too frequently"): a checkpoint's
+# writeback stalls the commits behind it for 50-120 ms, so the more often it runs, the more of
+# the services' commits wait on it (see docs/performance.md, stop 20).
+_SERVER_OPTIONS = "-c max_connections=200 -c max_wal_size=4GB -c checkpoint_timeout=15min"
 # initdb must not depend on the host's locales (minimal containers lack most); the builtin
 # C.UTF-8 provider still gives Unicode-aware lower()/upper(), with stable code-point sorting.
 _INITDB = ["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-instructions"]

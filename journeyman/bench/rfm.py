@@ -5,12 +5,12 @@ holds them after a long history: a profile snapshot and a purchase summary each.
 
 - baseline: the physical floor of the job, one pass that reads every purchase summary and
   writes the three `ntile(5)` scores of each customer into a table (no comparison, no changes);
-- first run: `services.segmenter.rfm_service.recompute_rfm` in one transaction, as the
-  segmenter's clock runs it: everyone lands in a segment, so every customer gets a membership,
+- first run: `services.segmenter.rfm_service.recompute_rfm` with the segmenter's default
+  lanes, as its clock runs it: everyone lands in a segment, so every customer gets a membership,
   a history row and a Segment Entered record in the outbox;
 - second run: the same recompute on the unchanged base, which finds no change.
 
-No broker is needed: the recompute ends when its transaction (outbox rows included) commits;
+No broker is needed: the recompute ends when its transactions (outbox rows included) commit;
 publishing those rows is the relay's work, measured by the segmenter benchmark.
 """
 
@@ -31,6 +31,7 @@ from journeyman.bench.segmenter import seed_profiles, seed_purchases
 from journeyman.embedded import EmbeddedPostgres
 from services.segmenter.rfm import RfmConfig
 from services.segmenter.rfm_service import recompute_rfm
+from services.segmenter.settings import SegmenterSettings
 from shared.db import create_engine
 from shared.migrations import upgrade
 from shared.settings import Settings
@@ -59,9 +60,9 @@ async def _baseline(dsn: str) -> float:
 async def _recompute(url: str, config: RfmConfig) -> tuple[float, dict[str, int]]:
     engine = create_engine(Settings(database_url=url, service_name="bench-rfm"))
     try:
+        lanes = SegmenterSettings.model_fields["segmenter_rfm_lanes"].default
         started = time.perf_counter()
-        async with engine.begin() as conn:
-            figures = await recompute_rfm(conn, config, datetime.now(UTC))
+        figures = await recompute_rfm(engine, config, datetime.now(UTC), lanes)
         return time.perf_counter() - started, figures
     finally:
         await engine.dispose()

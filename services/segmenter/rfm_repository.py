@@ -4,6 +4,7 @@ a million customers never travel through Python."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,12 +13,30 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.segmenter.rfm import RfmConfig
-from shared.cloudevents import binary_headers, new_traceparent
+from shared.cloudevents import binary_headers
 from shared.outbox import headers_json
 from shared.topics import SEGMENT_CHANGES
 
 SOURCE = "journeyman/segmenter"
 WORK_MEM = "256MB"
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One of a recompute's lanes: the base is split by a hash of the profile id, so each
+    customer's scores and changes are written by exactly one lane."""
+
+    index: int
+    count: int
+
+    @property
+    def params(self) -> dict[str, int]:
+        return {"lane": self.index, "lanes": self.count}
+
+
+def in_lane(column: str) -> str:
+    """SQL: the row's customer is in lane `:lane` of `:lanes` (`Lane.params`)."""
+    return f"(hashtext({column}) & 2147483647) % :lanes = :lane"
 
 
 # A Segment change record per row, its value and headers put together as text (the snapshot as
@@ -67,8 +86,21 @@ def _case(config: RfmConfig) -> tuple[str, dict[str, Any]]:
     return f"CASE {' '.join(arms)} END", params
 
 
-async def score(conn: AsyncConnection, config: RfmConfig) -> int:
+async def export_snapshot(conn: AsyncConnection) -> str:
+    """This (repeatable read) transaction's snapshot, for the other lanes to share."""
+    return str(await conn.scalar(text("SELECT pg_export_snapshot()")))
+
+
+async def share_snapshot(conn: AsyncConnection, snapshot: str) -> None:
+    """See exactly what the exporting lane sees: the first statement of a repeatable read
+    transaction. Every lane then scores the same base into the same quintiles."""
+    await conn.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
+
+
+async def score(conn: AsyncConnection, config: RfmConfig, lane: Lane) -> int:
+    """Scores every customer against the whole base, and keeps this lane's."""
     case, params = _case(config)
+    params |= lane.params
     # The base's sorts and hash joins in memory rather than spilled to disk, for this
     # transaction only (the changes' anti-join over a million customers: 2.0-3.0 → 1.6 s).
     await conn.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
@@ -85,7 +117,7 @@ async def score(conn: AsyncConnection, config: RfmConfig) -> int:
             # In profile order (the windows leave it in monetary order): the index below, the
             # score writes and every change derived from this table then walk primary keys in
             # order rather than at random.
-            " FROM segmenter.purchases) s ORDER BY profile_id"
+            f" FROM segmenter.purchases) s WHERE {in_lane('profile_id')} ORDER BY profile_id"
         ),
         params,
     )
@@ -94,14 +126,17 @@ async def score(conn: AsyncConnection, config: RfmConfig) -> int:
     return int(await conn.scalar(text("SELECT count(*) FROM rfm_new")) or 0)
 
 
-async def apply_changes(conn: AsyncConnection, config: RfmConfig, now: datetime) -> dict[str, int]:
-    """Compare with current RFM memberships; write entered/exited everywhere they go."""
+async def apply_changes(
+    conn: AsyncConnection, config: RfmConfig, now: datetime, trace: str, lane: Lane
+) -> dict[str, int]:
+    """Compare this lane's scores with its customers' RFM memberships; write entered/exited
+    everywhere they go. Every record of the run continues the run's one `trace`."""
     await conn.execute(text("DROP TABLE IF EXISTS rfm_changes"))
     # Each change with the profile's version and whether it is published (a known, not erased
     # profile), read from the profiles once here rather than by every insert below.
     await conn.execute(
         text(
-            "CREATE TEMP TABLE rfm_changes ON COMMIT DROP AS "
+            "CREATE TEMP TABLE rfm_changes ON COMMIT DROP AS "  # noqa: S608 (in_lane: constant)
             "SELECT c.profile_id, c.segment_id, c.change, coalesce(p.version, 0) AS version,"
             " coalesce(p.snapshot::text <> '{}', false) AS published FROM ("
             "SELECT n.profile_id, n.segment_id, 'entered'::text AS change FROM rfm_new n"
@@ -109,11 +144,12 @@ async def apply_changes(conn: AsyncConnection, config: RfmConfig, now: datetime)
             "  WHERE m.profile_id = n.profile_id AND m.segment_id = n.segment_id) "
             "UNION ALL "
             "SELECT m.profile_id, m.segment_id, 'exited' FROM segmenter.memberships m"
-            " WHERE m.segment_id = ANY(:ids) AND NOT EXISTS (SELECT 1 FROM rfm_new n"
+            f" WHERE m.segment_id = ANY(:ids) AND {in_lane('m.profile_id')}"
+            " AND NOT EXISTS (SELECT 1 FROM rfm_new n"
             "  WHERE n.profile_id = m.profile_id AND n.segment_id = m.segment_id)"
             ") c LEFT JOIN segmenter.profiles p USING (profile_id) ORDER BY c.profile_id"
         ),
-        {"ids": config.segment_ids()},
+        {"ids": config.segment_ids(), **lane.params},
     )
     # In profile order, every write below walks the primary keys (memberships, history, the
     # snapshots the outbox rows read) in order instead of at random; with statistics, the
@@ -147,7 +183,6 @@ async def apply_changes(conn: AsyncConnection, config: RfmConfig, now: datetime)
     )
     # Exits first, then entries: outbox ids keep a customer's exit before their entry, with no
     # sort of the whole set.
-    trace = new_traceparent()
     for change in ("exited", "entered"):
         parts = _header_parts(change, now, trace)
         suffix = f":{change}:rfm@{stamp}"
@@ -160,9 +195,10 @@ async def apply_changes(conn: AsyncConnection, config: RfmConfig, now: datetime)
     # delete goes first: it then never walks the rows the insert just wrote.
     await conn.execute(
         text(
-            "DELETE FROM segmenter.rfm_scores s WHERE NOT EXISTS"
-            " (SELECT 1 FROM rfm_new n WHERE n.profile_id = s.profile_id)"
-        )
+            f"DELETE FROM segmenter.rfm_scores s WHERE {in_lane('s.profile_id')}"  # noqa: S608
+            " AND NOT EXISTS (SELECT 1 FROM rfm_new n WHERE n.profile_id = s.profile_id)"
+        ),
+        lane.params,
     )
     await conn.execute(
         text(

@@ -1,24 +1,53 @@
-"""Use case: recompute RFM scores for the whole base and publish the segment changes."""
+"""Use case: recompute RFM scores for the whole base and publish the segment changes.
+
+The base is split into lanes by customer, each written by its own connection at once: the
+recompute is PostgreSQL's work alone (a million customers never travel through Python), and
+one backend uses one core. Every lane reads the same snapshot (exported by the first, imported
+by the others), so the quintiles are the base's as of one instant, whichever lane scores a
+customer. The lanes commit together at the end, or all roll back if one fails.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from contextlib import AsyncExitStack
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.segmenter import rfm_repository
 from services.segmenter.rfm import RfmConfig
+from shared.cloudevents import new_traceparent
 
 
 async def recompute_rfm(
-    conn: AsyncConnection, config: RfmConfig | None, now: datetime
+    engine: AsyncEngine, config: RfmConfig | None, now: datetime, lanes: int = 1
 ) -> dict[str, int]:
-    """Scores, memberships, history and outbox in the caller's transaction; figures back."""
+    """Scores, memberships, history and outbox rows committed, in `lanes` transactions."""
     if config is None or not config.enabled:
         return {"profiles": 0, "entered": 0, "exited": 0, "ms": 0}
     started = time.perf_counter()
-    scored = await rfm_repository.score(conn, config)
-    changes = await rfm_repository.apply_changes(conn, config, now)
-    elapsed = round((time.perf_counter() - started) * 1000)
-    return {"profiles": scored, **changes, "ms": elapsed}
+    trace = new_traceparent()  # one recompute, one piece of work: one trace
+    async with AsyncExitStack() as stack:
+        conns: list[AsyncConnection] = []
+        for _ in range(lanes):
+            conn = await stack.enter_async_context(engine.connect())
+            conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+            await stack.enter_async_context(conn.begin())
+            conns.append(conn)
+        if lanes > 1:
+            snapshot = await rfm_repository.export_snapshot(conns[0])
+            for conn in conns[1:]:
+                await rfm_repository.share_snapshot(conn, snapshot)
+
+        async def lane(i: int) -> dict[str, int]:
+            part = rfm_repository.Lane(i, lanes)
+            scored = await rfm_repository.score(conns[i], config, part)
+            changes = await rfm_repository.apply_changes(conns[i], config, now, trace, part)
+            return {"profiles": scored, **changes}
+
+        async with asyncio.TaskGroup() as group:  # one lane failing stops the others
+            tasks = [group.create_task(lane(i)) for i in range(lanes)]
+    totals = {key: sum(t.result()[key] for t in tasks) for key in ("profiles", "entered", "exited")}
+    return {**totals, "ms": round((time.perf_counter() - started) * 1000)}

@@ -39,6 +39,13 @@ class SegmenterSettings(Settings):
     segmenter_rfm_interval_s: float = Field(
         default=3_600.0, description="How often RFM scores are recomputed for the whole base."
     )
+    segmenter_rfm_lanes: int = Field(
+        default=2,
+        ge=1,
+        description="Connections an RFM recompute writes the base with at once, each a share "
+        "of the customers (one PostgreSQL backend uses one core). All read one snapshot and "
+        "commit together.",
+    )
     segmenter_rfm_file: str = Field(
         default="segments/rfm.yaml",
         description="RFM segment boundaries; built-in defaults when the file is absent.",

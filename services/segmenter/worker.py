@@ -71,8 +71,9 @@ class ClockLoop:
                 return total
 
     async def recompute_rfm(self) -> dict[str, int]:
-        async with self._engine.begin() as conn:
-            figures = await recompute_rfm(conn, self.rfm, self._clock.now())
+        figures = await recompute_rfm(
+            self._engine, self.rfm, self._clock.now(), self._settings.segmenter_rfm_lanes
+        )
         self._relay.wake()
         return figures
 
