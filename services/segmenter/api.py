@@ -14,6 +14,7 @@ from services.segmenter import queries, repository, rfm_repository
 from services.segmenter.definitions import CompiledSegment, Segment, check_set
 from services.segmenter.preview import preview
 from services.segmenter.registry import API, Registry
+from services.segmenter.rfm_service import AlreadyRunning
 from services.segmenter.settings import SegmenterSettings
 from services.segmenter.worker import ClockLoop
 from shared.auth import require_scope
@@ -168,10 +169,17 @@ def build_router(settings: SegmenterSettings) -> APIRouter:
         """Stop deciding the segment; its members stay as they are until it is enabled."""
         return await switch(request, segment_id, False)
 
-    @router.post("/v1/rfm/recompute", dependencies=write)
+    @router.post(
+        "/v1/rfm/recompute", dependencies=write,
+        responses={409: {"description": "Another recompute is running"}},
+    )  # fmt: skip
     async def rfm_recompute(request: Request) -> dict[str, Any]:
-        """Score the whole base now; the changes are published like any segment change."""
+        """Score the whole base now; the changes are published like any segment change.
+        409 while another recompute runs (this replica's clock, another replica, a request)."""
         _, _, loop = state(request)
-        return await loop.recompute_rfm()
+        try:
+            return await loop.recompute_rfm()
+        except AlreadyRunning as exc:
+            raise HTTPException(409, str(exc)) from exc
 
     return router

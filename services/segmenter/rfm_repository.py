@@ -86,6 +86,15 @@ def _case(config: RfmConfig) -> tuple[str, dict[str, Any]]:
     return f"CASE {' '.join(arms)} END", params
 
 
+RUN_LOCK = 0x6A6D_7266  # "jmrf": one RFM recompute at a time across every replica
+
+
+async def take_run_lock(conn: AsyncConnection) -> bool:
+    """The recompute's lock, held until this transaction ends; False if another holds it
+    (every replica's clock schedules the recompute: one runs it, the others skip)."""
+    return bool(await conn.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": RUN_LOCK}))
+
+
 async def export_snapshot(conn: AsyncConnection) -> str:
     """This (repeatable read) transaction's snapshot, for the other lanes to share."""
     return str(await conn.scalar(text("SELECT pg_export_snapshot()")))

@@ -4,7 +4,8 @@ The base is split into lanes by customer, each written by its own connection at 
 recompute is PostgreSQL's work alone (a million customers never travel through Python), and
 one backend uses one core. Every lane reads the same snapshot (exported by the first, imported
 by the others), so the quintiles are the base's as of one instant, whichever lane scores a
-customer. The lanes commit together at the end, or all roll back if one fails.
+customer. The lanes commit together at the end, or all roll back if one fails. One recompute
+runs at a time across replicas (an advisory lock the first lane takes before anything else).
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.segmenter import rfm_repository
 from services.segmenter.rfm import RfmConfig
 from shared.cloudevents import new_traceparent
+
+
+class AlreadyRunning(Exception):
+    """Another recompute (another replica's, or a request's) holds the run lock."""
 
 
 async def recompute_rfm(
@@ -36,6 +41,10 @@ async def recompute_rfm(
             conn = await conn.execution_options(isolation_level="REPEATABLE READ")
             await stack.enter_async_context(conn.begin())
             conns.append(conn)
+        # First statement of the first lane: its snapshot is taken now, once the lock is ours,
+        # so it sees everything the recompute before it committed.
+        if not await rfm_repository.take_run_lock(conns[0]):
+            raise AlreadyRunning("an RFM recompute is already running")
         if lanes > 1:
             snapshot = await rfm_repository.export_snapshot(conns[0])
             for conn in conns[1:]:

@@ -17,7 +17,7 @@ from services.segmenter import repository
 from services.segmenter.models import outbox
 from services.segmenter.registry import Registry
 from services.segmenter.rfm import RfmConfig
-from services.segmenter.rfm_service import recompute_rfm
+from services.segmenter.rfm_service import AlreadyRunning, recompute_rfm
 from services.segmenter.settings import SegmenterSettings
 from services.segmenter.timekeeping import run_due_timers
 from shared.clock import Clock
@@ -90,7 +90,10 @@ class ClockLoop:
             async with self._engine.begin() as conn:
                 await repository.prune_facts(conn, self._registry.catalog.horizon_days, now)
         if self._due("rfm", s.segmenter_rfm_interval_s, now):
-            await self.recompute_rfm()
+            try:
+                await self.recompute_rfm()
+            except AlreadyRunning:
+                log.info("RFM recompute skipped: another replica is running it")
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="segmenter-clock")

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from services.segmenter import rfm_repository
 from services.segmenter.app import create_app
 from services.segmenter.settings import SegmenterSettings
 from shared.clock import ManualClock
@@ -119,4 +120,26 @@ async def test_rfm_quintiles_match_a_hand_computed_table(
 
         again = (await client.post("/v1/rfm/recompute", headers=OPS)).json()
         assert (again["entered"], again["exited"]) == (0, 0)
+    await engine.dispose()
+
+
+async def test_one_recompute_runs_at_a_time(settings: Settings, tmp_path: Path) -> None:
+    """While another recompute holds the run lock (another replica's), a request is refused
+    with 409; once it is released, the request runs."""
+    config = SegmenterSettings.model_validate(
+        settings.model_dump() | {"segments_dir": str(tmp_path / "none"),
+                                 "segmenter_rfm_file": str(tmp_path / "none.yaml")}
+    )  # fmt: skip
+    engine = create_async_engine(config.database_url)
+    async with running(create_app(config, ManualClock(NOW))) as client:
+        async with engine.connect() as conn, conn.begin():
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:k)"), {"k": rfm_repository.RUN_LOCK}
+            )
+            busy = await client.post("/v1/rfm/recompute", headers=OPS)
+        assert busy.status_code == 409
+        assert "already running" in busy.json()["detail"]
+        free = await client.post("/v1/rfm/recompute", headers=OPS)
+        assert free.status_code == 200, free.text
+        assert free.json()["exited"] == 0
     await engine.dispose()
