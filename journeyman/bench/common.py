@@ -9,7 +9,7 @@ import multiprocessing
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -34,6 +34,32 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
     return ordered[index]
+
+
+# Checkpoints done so far, and whether one is running now: an idle checkpointer waits on
+# `CheckpointerMain`; while it writes back it waits on the write delay or on the file I/O.
+_CHECKPOINT_STATE = (
+    "SELECT (SELECT num_done FROM pg_stat_checkpointer), EXISTS (SELECT 1 FROM pg_stat_activity"
+    " WHERE backend_type = 'checkpointer' AND wait_event IS DISTINCT FROM 'CheckpointerMain')"
+)
+
+
+@contextlib.asynccontextmanager
+async def checkpoint_watch(dsn: str) -> AsyncIterator[list[bool]]:
+    """Whether a PostgreSQL checkpoint wrote back at some point during the block (running at
+    its start or end, or one done within it), in the list it yields, once the block is over.
+
+    A latency phase that a checkpoint overlaps sees commits wait behind its writeback (stop 20
+    in docs/performance.md), so the benchmarks say so beside their percentiles."""
+    db = await asyncpg.connect(dsn)
+    try:
+        done_before, running_before = await db.fetchrow(_CHECKPOINT_STATE)
+        overlapped: list[bool] = []
+        yield overlapped
+        done_after, running_after = await db.fetchrow(_CHECKPOINT_STATE)
+        overlapped.append(running_before or running_after or done_after > done_before)
+    finally:
+        await db.close()
 
 
 @dataclass

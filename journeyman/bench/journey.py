@@ -37,6 +37,7 @@ from journeyman.bench.common import (
     FixedRateLoad,
     Throughput,
     asyncpg_dsn,
+    checkpoint_watch,
     embedded_stack,
     fixed_rate_latency,
     percentile,
@@ -262,9 +263,11 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
         worker = app.state.runtime.state["timers"]
         through, consume_cpu_s = await _consume_all(app, count)
         await _outbox_drained(dsn)
-        latencies = await _latency(bootstrap, f"{run}-mix", LATENCY_EVENTS[size], mixed=True)
+        async with checkpoint_watch(dsn) as mix_checkpointed:
+            latencies = await _latency(bootstrap, f"{run}-mix", LATENCY_EVENTS[size], mixed=True)
         await _outbox_drained(dsn)
-        stressed = await _latency(bootstrap, f"{run}-up", SIGN_UP_EVENTS[size], mixed=False)
+        async with checkpoint_watch(dsn) as up_checkpointed:
+            stressed = await _latency(bootstrap, f"{run}-up", SIGN_UP_EVENTS[size], mixed=False)
         await _outbox_drained(dsn)
         spread = LATENESS_TIMERS[size]
         worker.lateness_s.clear()
@@ -293,8 +296,10 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
         "dispatch_latency_p99_ms": round(percentile(latencies, 99), 1),
         "latency_rate_per_s": LATENCY_RATE,
         "latency_samples": len(latencies),
+        "latency_checkpoint_overlapped": mix_checkpointed[0],
         "sign_up_only_dispatch_latency_p50_ms": round(percentile(stressed, 50), 1),
         "sign_up_only_dispatch_latency_p99_ms": round(percentile(stressed, 99), 1),
+        "sign_up_only_checkpoint_overlapped": up_checkpointed[0],
         "lateness_timers": spread,
         "timer_lateness_p50_ms": round(percentile(lateness, 50) * 1000, 1),
         "timer_lateness_p99_ms": round(percentile(lateness, 99) * 1000, 1),
@@ -331,6 +336,13 @@ def run(size: str, json_path: Path | None, console: Console) -> None:
         (
             "  same rate, every event a sign-up: p99 ms",
             figures["sign_up_only_dispatch_latency_p99_ms"],
+        ),
+        (
+            "  a PostgreSQL checkpoint during the mix / the sign-ups",
+            " / ".join(
+                "yes" if figures[k] else "no"
+                for k in ("latency_checkpoint_overlapped", "sign_up_only_checkpoint_overlapped")
+            ),
         ),
         ("timer lateness p50 ms", figures["timer_lateness_p50_ms"]),
         ("timer lateness p99 ms", figures["timer_lateness_p99_ms"]),

@@ -36,6 +36,7 @@ from journeyman.bench.common import (
     FixedRateLoad,
     Throughput,
     asyncpg_dsn,
+    checkpoint_watch,
     embedded_stack,
     fixed_rate_latency,
     percentile,
@@ -248,7 +249,8 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
         realtime = await _consume_all(app, count)
         await _outbox_drained(asyncpg_dsn(pg_url))
         spent, batches = _batches("segmenter")
-        latencies = await _latency(bootstrap, run, LATENCY_EVENTS[size])
+        async with checkpoint_watch(asyncpg_dsn(pg_url)) as checkpointed:
+            latencies = await _latency(bootstrap, run, LATENCY_EVENTS[size])
         spent_after, batches_after = _batches("segmenter")
         batch_ms = (spent_after - spent) / max(batches_after - batches, 1) * 1000
         await seed_purchases(asyncpg_dsn(pg_url), run, count)
@@ -271,6 +273,7 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
         "change_latency_p50_ms": round(percentile(latencies, 50), 1),
         "change_latency_p99_ms": round(percentile(latencies, 99), 1),
         "latency_samples": len(latencies),
+        "latency_checkpoint_overlapped": checkpointed[0],
         "latency_phase_batches": int(batches_after - batches),
         "latency_phase_mean_batch_ms": round(batch_ms, 1),
         "rfm_profiles": first["profiles"],
@@ -294,6 +297,8 @@ def run(size: str, json_path: Path | None, console: Console) -> None:
         ("segment change latency p50 ms", figures["change_latency_p50_ms"]),
         ("segment change latency p99 ms", figures["change_latency_p99_ms"]),
         ("  mean consumer batch at that rate, ms", figures["latency_phase_mean_batch_ms"]),
+        ("  a PostgreSQL checkpoint during it",
+         "yes" if figures["latency_checkpoint_overlapped"] else "no"),
         (f"RFM recompute, {figures['rfm_profiles']:,} customers, first run s",
          figures["rfm_first_run_s"]),
         ("RFM first run changes", figures["rfm_first_run_changes"]),
