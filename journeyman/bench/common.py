@@ -44,20 +44,34 @@ _CHECKPOINT_STATE = (
 )
 
 
-@contextlib.asynccontextmanager
-async def checkpoint_watch(dsn: str) -> AsyncIterator[list[bool]]:
-    """Whether a PostgreSQL checkpoint wrote back at some point during the block (running at
-    its start or end, or one done within it), in the list it yields, once the block is over.
+@dataclass
+class CheckpointWatch:
+    """Whether a PostgreSQL checkpoint wrote back during a block; None when the server does
+    not say (`num_done` is PostgreSQL 18's)."""
 
-    A latency phase that a checkpoint overlaps sees commits wait behind its writeback (stop 20
-    in docs/performance.md), so the benchmarks say so beside their percentiles."""
+    overlapped: bool | None = None
+
+    def __str__(self) -> str:
+        return {True: "yes", False: "no", None: "unknown"}[self.overlapped]
+
+
+@contextlib.asynccontextmanager
+async def checkpoint_watch(dsn: str) -> AsyncIterator[CheckpointWatch]:
+    """Watches the block for a checkpoint: one running at its start or end, or one done
+    within it. A latency phase that a checkpoint overlaps sees commits wait behind its
+    writeback (stop 20 in docs/performance.md), so the benchmarks say so beside their
+    percentiles."""
+    watch = CheckpointWatch()
     db = await asyncpg.connect(dsn)
     try:
-        done_before, running_before = await db.fetchrow(_CHECKPOINT_STATE)
-        overlapped: list[bool] = []
-        yield overlapped
+        try:
+            done_before, running_before = await db.fetchrow(_CHECKPOINT_STATE)
+        except asyncpg.PostgresError:  # an older server: no figure rather than no benchmark
+            yield watch
+            return
+        yield watch
         done_after, running_after = await db.fetchrow(_CHECKPOINT_STATE)
-        overlapped.append(running_before or running_after or done_after > done_before)
+        watch.overlapped = running_before or running_after or done_after > done_before
     finally:
         await db.close()
 

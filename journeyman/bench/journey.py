@@ -34,6 +34,7 @@ import orjson
 from rich.console import Console
 
 from journeyman.bench.common import (
+    CheckpointWatch,
     FixedRateLoad,
     Throughput,
     asyncpg_dsn,
@@ -296,10 +297,10 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
         "dispatch_latency_p99_ms": round(percentile(latencies, 99), 1),
         "latency_rate_per_s": LATENCY_RATE,
         "latency_samples": len(latencies),
-        "latency_checkpoint_overlapped": mix_checkpointed[0],
+        "latency_checkpoint_overlapped": mix_checkpointed.overlapped,
         "sign_up_only_dispatch_latency_p50_ms": round(percentile(stressed, 50), 1),
         "sign_up_only_dispatch_latency_p99_ms": round(percentile(stressed, 99), 1),
-        "sign_up_only_checkpoint_overlapped": up_checkpointed[0],
+        "sign_up_only_checkpoint_overlapped": up_checkpointed.overlapped,
         "lateness_timers": spread,
         "timer_lateness_p50_ms": round(percentile(lateness, 50) * 1000, 1),
         "timer_lateness_p99_ms": round(percentile(lateness, 99) * 1000, 1),
@@ -339,10 +340,8 @@ def run(size: str, json_path: Path | None, console: Console) -> None:
         ),
         (
             "  a PostgreSQL checkpoint during the mix / the sign-ups",
-            " / ".join(
-                "yes" if figures[k] else "no"
-                for k in ("latency_checkpoint_overlapped", "sign_up_only_checkpoint_overlapped")
-            ),
+            f"{CheckpointWatch(figures['latency_checkpoint_overlapped'])} / "
+            f"{CheckpointWatch(figures['sign_up_only_checkpoint_overlapped'])}",
         ),
         ("timer lateness p50 ms", figures["timer_lateness_p50_ms"]),
         ("timer lateness p99 ms", figures["timer_lateness_p99_ms"]),

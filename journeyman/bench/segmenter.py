@@ -33,6 +33,7 @@ import orjson
 from rich.console import Console
 
 from journeyman.bench.common import (
+    CheckpointWatch,
     FixedRateLoad,
     Throughput,
     asyncpg_dsn,
@@ -273,7 +274,7 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
         "change_latency_p50_ms": round(percentile(latencies, 50), 1),
         "change_latency_p99_ms": round(percentile(latencies, 99), 1),
         "latency_samples": len(latencies),
-        "latency_checkpoint_overlapped": checkpointed[0],
+        "latency_checkpoint_overlapped": checkpointed.overlapped,
         "latency_phase_batches": int(batches_after - batches),
         "latency_phase_mean_batch_ms": round(batch_ms, 1),
         "rfm_profiles": first["profiles"],
@@ -298,7 +299,7 @@ def run(size: str, json_path: Path | None, console: Console) -> None:
         ("segment change latency p99 ms", figures["change_latency_p99_ms"]),
         ("  mean consumer batch at that rate, ms", figures["latency_phase_mean_batch_ms"]),
         ("  a PostgreSQL checkpoint during it",
-         "yes" if figures["latency_checkpoint_overlapped"] else "no"),
+         str(CheckpointWatch(figures["latency_checkpoint_overlapped"]))),
         (f"RFM recompute, {figures['rfm_profiles']:,} customers, first run s",
          figures["rfm_first_run_s"]),
         ("RFM first run changes", figures["rfm_first_run_changes"]),
