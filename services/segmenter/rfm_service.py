@@ -4,8 +4,9 @@ The base is split into lanes by customer, each written by its own connection at 
 recompute is PostgreSQL's work alone (a million customers never travel through Python), and
 one backend uses one core. Every lane reads the same snapshot (exported by the first, imported
 by the others), so the quintiles are the base's as of one instant, whichever lane scores a
-customer. The lanes commit together at the end, or all roll back if one fails. One recompute
-runs at a time across replicas (an advisory lock the first lane takes before anything else).
+customer. The lanes commit one after the other once every lane is done, or all roll back if
+one fails (a crash between two commits leaves the other lane's changes to the next run). One
+recompute runs at a time across replicas (an advisory lock the first lane takes first).
 """
 
 from __future__ import annotations
@@ -56,7 +57,10 @@ async def recompute_rfm(
             changes = await rfm_repository.apply_changes(conns[i], config, now, trace, part)
             return {"profiles": scored, **changes}
 
-        async with asyncio.TaskGroup() as group:  # one lane failing stops the others
-            tasks = [group.create_task(lane(i)) for i in range(lanes)]
+        try:
+            async with asyncio.TaskGroup() as group:  # one lane failing stops the others
+                tasks = [group.create_task(lane(i)) for i in range(lanes)]
+        except ExceptionGroup as failed:  # the first lane's failure, as one lane would raise it
+            raise failed.exceptions[0] from failed
     totals = {key: sum(t.result()[key] for t in tasks) for key in ("profiles", "entered", "exited")}
     return {**totals, "ms": round((time.perf_counter() - started) * 1000)}

@@ -70,10 +70,20 @@ class ClockLoop:
             if handled < self._settings.segmenter_timer_batch:
                 return total
 
-    async def recompute_rfm(self) -> dict[str, int]:
-        figures = await recompute_rfm(
-            self._engine, self.rfm, self._clock.now(), self._settings.segmenter_rfm_lanes
-        )
+    async def recompute_rfm(self, attempts: int = 3) -> dict[str, int]:
+        """The recompute, run again on a transient failure: its lanes read under repeatable
+        read, so a customer merged or erased while they write fails the run (serialization
+        failure) where a single read-committed statement would have waited."""
+        for attempt in range(1, attempts + 1):
+            try:
+                figures = await recompute_rfm(
+                    self._engine, self.rfm, self._clock.now(), self._settings.segmenter_rfm_lanes
+                )
+                break
+            except Exception as exc:
+                if attempt == attempts or not is_transient(exc):
+                    raise
+                log.warning("RFM recompute failed, running it again", extra={"error": repr(exc)})
         self._relay.wake()
         return figures
 

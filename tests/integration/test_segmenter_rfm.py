@@ -3,6 +3,7 @@ hand, the entries are published as segment changes, and a second run changes not
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -142,4 +143,61 @@ async def test_one_recompute_runs_at_a_time(settings: Settings, tmp_path: Path) 
         free = await client.post("/v1/rfm/recompute", headers=OPS)
         assert free.status_code == 200, free.text
         assert free.json()["exited"] == 0
+    await engine.dispose()
+
+
+async def test_a_write_racing_the_lanes_makes_the_recompute_run_again(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The lanes read under repeatable read: a customer's score row updated by someone else
+    while a lane waits to rewrite it fails that run (serialization failure). The request still
+    answers 200: the recompute runs again and moves the customer."""
+    run = uuid.uuid4().hex[:6]
+    ids = {name: f"{name}-{run}" for name in DATA}
+    config = SegmenterSettings.model_validate(
+        settings.model_dump() | {"segments_dir": str(tmp_path / "none"),
+                                 "segmenter_rfm_file": str(tmp_path / "none.yaml")}
+    )  # fmt: skip
+    engine = create_async_engine(config.database_url)
+    async with running(create_app(config, ManualClock(NOW))) as client:
+        for name, (days, count, money) in DATA.items():
+            await produce(config, PROFILE_EVENTS, _orders(ids[name], days, count, money),
+                          key=ids[name].encode())  # fmt: skip
+
+        async def summarised() -> bool:
+            async with engine.connect() as conn:
+                orders = await conn.scalar(
+                    text("SELECT sum(orders_count) FROM segmenter.purchases")
+                )
+            return bool(orders == sum(c for _, c, _ in DATA.values()))
+
+        await eventually(summarised, what="every order in the purchase summary")
+        assert (await client.post("/v1/rfm/recompute", headers=OPS)).status_code == 200
+        moved = ids["a9"]  # recent, one order, least spent: give them the most money
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE segmenter.purchases SET monetary = 5000 WHERE profile_id = :p"),
+                {"p": moved},
+            )
+        async with engine.connect() as rival:
+            await rival.execute(  # holds the score row the recompute must rewrite
+                text("UPDATE segmenter.rfm_scores SET computed_at = now() WHERE profile_id = :p"),
+                {"p": moved},
+            )
+            recompute = asyncio.create_task(client.post("/v1/rfm/recompute", headers=OPS))
+
+            async def waiting() -> bool:
+                async with engine.connect() as conn:
+                    return bool(await conn.scalar(text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND query LIKE 'UPDATE segmenter.rfm_scores%'"
+                    )))  # fmt: skip
+
+            await eventually(waiting, what="a lane waiting on the held score row")
+            await rival.commit()  # a concurrent update: the waiting lane cannot serialize
+        answer = await recompute
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["entered"] == 1
+        body = (await client.get(f"/v1/profiles/{moved}/segments", headers=OPS)).json()
+        assert body["rfm"]["monetary"] == 5
     await engine.dispose()
