@@ -19,9 +19,10 @@ class SegmenterSettings(Settings):
     segmenter_lanes: int = Field(
         default=2,
         ge=1,
-        description="Groups of partitions a large batch is decided in at once, each in its own "
-        "transaction: one group's database round trips overlap another's evaluation. Customers "
-        "never share rows, so the groups never wait on each other.",
+        description="Groups of customers (split by record key) a batch of 200 records or more "
+        "is decided in at once, each in its own transaction: one group's database round trips "
+        "overlap another's evaluation. Customers never share rows, so the groups never wait on "
+        "each other.",
     )
     segmenter_clock_interval_s: float = Field(
         default=1.0, description="How often the clock loop looks for due segment timers."
@@ -43,8 +44,8 @@ class SegmenterSettings(Settings):
         default=2,
         ge=1,
         description="Connections an RFM recompute writes the base with at once, each a share "
-        "of the customers (one PostgreSQL backend uses one core). All read one snapshot and "
-        "commit together.",
+        "of the customers (one PostgreSQL backend uses one core). All read one snapshot; they "
+        "commit once every lane is done, or all roll back.",
     )
     segmenter_rfm_file: str = Field(
         default="segments/rfm.yaml",

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.segmenter import rfm_repository
 from services.segmenter.app import create_app
@@ -63,31 +63,41 @@ def _orders(pid: str, days: int, count: int, money: float) -> list[bytes]:
     return out
 
 
+def _rfm_only(settings: Settings, tmp_path: Path) -> SegmenterSettings:
+    """The segmenter with no segment files and the default RFM segments."""
+    return SegmenterSettings.model_validate(
+        settings.model_dump() | {"segments_dir": str(tmp_path / "none"),
+                                 "segmenter_rfm_file": str(tmp_path / "none.yaml")}
+    )  # fmt: skip
+
+
+async def _summarised_orders(
+    config: SegmenterSettings, engine: AsyncEngine, ids: dict[str, str]
+) -> None:
+    """DATA's orders as profile events, waited for until the purchase summary holds them."""
+    for name, (days, count, money) in DATA.items():
+        await produce(config, PROFILE_EVENTS, _orders(ids[name], days, count, money),
+                      key=ids[name].encode())  # fmt: skip
+
+    async def summarised() -> bool:
+        async with engine.connect() as conn:
+            orders = await conn.scalar(text("SELECT sum(orders_count) FROM segmenter.purchases"))
+        return bool(orders == sum(c for _, c, _ in DATA.values()))
+
+    await eventually(summarised, what="every order in the purchase summary")
+
+
 async def test_rfm_quintiles_match_a_hand_computed_table(
     settings: Settings, tmp_path: Path
 ) -> None:
     run = uuid.uuid4().hex[:6]
     ids = {name: f"{name}-{run}" for name in DATA}
-    config = SegmenterSettings.model_validate(
-        settings.model_dump() | {"segments_dir": str(tmp_path / "none"),
-                                 "segmenter_rfm_file": str(tmp_path / "none.yaml")}
-    )  # fmt: skip
+    config = _rfm_only(settings, tmp_path)
     engine = create_async_engine(config.database_url)
     async with TopicReader(config, SEGMENT_CHANGES) as topic, running(
         create_app(config, ManualClock(NOW))
     ) as client:  # fmt: skip
-        for name, (days, count, money) in DATA.items():
-            await produce(config, PROFILE_EVENTS, _orders(ids[name], days, count, money),
-                          key=ids[name].encode())  # fmt: skip
-
-        async def summarised() -> bool:
-            async with engine.connect() as conn:
-                orders = await conn.scalar(
-                    text("SELECT sum(orders_count) FROM segmenter.purchases")
-                )
-            return bool(orders == sum(c for _, c, _ in DATA.values()))
-
-        await eventually(summarised, what="every order in the purchase summary")
+        await _summarised_orders(config, engine, ids)
         figures = (await client.post("/v1/rfm/recompute", headers=OPS)).json()
         assert (figures["profiles"], figures["entered"], figures["exited"]) == (10, 10, 0)
 
@@ -127,10 +137,7 @@ async def test_rfm_quintiles_match_a_hand_computed_table(
 async def test_one_recompute_runs_at_a_time(settings: Settings, tmp_path: Path) -> None:
     """While another recompute holds the run lock (another replica's), a request is refused
     with 409; once it is released, the request runs."""
-    config = SegmenterSettings.model_validate(
-        settings.model_dump() | {"segments_dir": str(tmp_path / "none"),
-                                 "segmenter_rfm_file": str(tmp_path / "none.yaml")}
-    )  # fmt: skip
+    config = _rfm_only(settings, tmp_path)
     engine = create_async_engine(config.database_url)
     async with running(create_app(config, ManualClock(NOW))) as client:
         async with engine.connect() as conn, conn.begin():
@@ -154,24 +161,10 @@ async def test_a_write_racing_the_lanes_makes_the_recompute_run_again(
     answers 200: the recompute runs again and moves the customer."""
     run = uuid.uuid4().hex[:6]
     ids = {name: f"{name}-{run}" for name in DATA}
-    config = SegmenterSettings.model_validate(
-        settings.model_dump() | {"segments_dir": str(tmp_path / "none"),
-                                 "segmenter_rfm_file": str(tmp_path / "none.yaml")}
-    )  # fmt: skip
+    config = _rfm_only(settings, tmp_path)
     engine = create_async_engine(config.database_url)
     async with running(create_app(config, ManualClock(NOW))) as client:
-        for name, (days, count, money) in DATA.items():
-            await produce(config, PROFILE_EVENTS, _orders(ids[name], days, count, money),
-                          key=ids[name].encode())  # fmt: skip
-
-        async def summarised() -> bool:
-            async with engine.connect() as conn:
-                orders = await conn.scalar(
-                    text("SELECT sum(orders_count) FROM segmenter.purchases")
-                )
-            return bool(orders == sum(c for _, c, _ in DATA.values()))
-
-        await eventually(summarised, what="every order in the purchase summary")
+        await _summarised_orders(config, engine, ids)
         assert (await client.post("/v1/rfm/recompute", headers=OPS)).status_code == 200
         moved = ids["a9"]  # recent, one order, least spent: give them the most money
         async with engine.begin() as conn:
