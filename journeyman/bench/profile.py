@@ -6,7 +6,9 @@ product views and adds, orders) are measured twice on the same broker and databa
 raw pass-through (consume a batch, decode JSON, one batched upsert, produce, commit) and (b)
 the profile consumer (`services.profile.consumer.events_handler` driven by the shared
 BatchConsumer, wired and started by `shared.runtime.Runtime` as the service is, its outbox
-relayed to `jm.profile-events` / `jm.profiles`). Throughput is
+relayed to `jm.profile-events` / `jm.profiles`), then (c) the floor of
+`journeyman.bench.profile_floor`: the service's own input and output with none of its logic,
+which says how much of the gap to the baseline is the logic's. Throughput is
 counted from the first batch until every event is applied and the outbox is empty; latency is
 the time the handler takes per batch (decode, identity resolution, fold, one transaction).
 """
@@ -28,6 +30,7 @@ import orjson
 from rich.console import Console
 
 from journeyman.bench.common import Throughput, asyncpg_dsn, produce_all, raw_passthrough, report
+from journeyman.bench.profile_floor import measure_floor
 from journeyman.embedded import EmbeddedKafka, EmbeddedPostgres
 from journeyman.shop import CATALOGUE, customers, traffic
 from services.profile.consumer import events_handler
@@ -138,6 +141,8 @@ async def measure(size: str, console: Console) -> dict[str, Any]:
                 database_url=url, kafka_bootstrap_servers=bootstrap, service_name="bench-profile"
             )
             measured, stored, applied, dead = await _profile_consumer(settings, len(records))
+            console.print("floor: the same input and output, no logic …")
+            floor = await measure_floor(settings, len(records))
         finally:
             await asyncio.to_thread(broker.stop)
             await asyncio.to_thread(pg.stop)
@@ -151,6 +156,8 @@ async def measure(size: str, console: Console) -> dict[str, Any]:
         "dead_lettered": dead,
         **baseline.figures("baseline"),
         **measured.figures("profile"),
+        **floor.figures("floor"),
+        "floor_ratio_to_baseline": round(floor.per_second / baseline.per_second, 3),
         "profile_applied_events_per_s": round(len(records) / applied, 1),
         "profile_mean_batch": round(len(records) / max(len(measured.batch_ms), 1), 1),
         "ratio_to_baseline": round(ratio, 3),
@@ -184,5 +191,8 @@ def run(size: str, json_path: Path | None, console: Console) -> None:
         ),
         ("profile mean batch (events)", float(figures["profile_mean_batch"])),
         ("profile / baseline", f"{figures['ratio_to_baseline']:.0%}"),
+        ("floor events/s (same input and output, no logic)", float(figures["floor_events_per_s"])),
+        ("floor CPU µs per event", figures["floor_cpu_us_per_event"]),
+        ("floor / baseline", f"{figures['floor_ratio_to_baseline']:.0%}"),
     ]
     report(console, f"profile consumer ({size})", rows, figures, json_path)
