@@ -14,16 +14,14 @@ cost. A figure to read beside the ratio, not a target.
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime
 
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import ConsumerRecord
 
-from journeyman.bench.common import Throughput, asyncpg_dsn
+from journeyman.bench.common import Batch, Throughput, asyncpg_dsn, timed_batches
 from shared.kafka import OutRecord, Producer
 from shared.settings import Settings
 from shared.topics import EVENTS, PROFILE_EVENTS, PROFILES
@@ -69,34 +67,22 @@ async def measure_floor(settings: Settings, total: int, batch: int = 2_000) -> T
     )  # fmt: skip
     await producer.start()
     await consumer.start()
-    done, started, cpu, timings = 0, 0.0, 0.0, []
     try:
-        while done < total:
-            batches = await consumer.getmany(timeout_ms=100, max_records=batch)
-            if not batches:
-                continue
-            t0 = time.perf_counter()
-            if not started:
-                started, cpu = t0, time.process_time()
-            messages = [m for msgs in batches.values() for m in msgs]
-            await _one_batch(db, producer, messages, owners)
-            await consumer.commit()
-            done += len(messages)
-            timings.append((time.perf_counter() - t0) * 1000)
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        return await timed_batches(
+            consumer, total, batch, lambda messages: _one_batch(db, producer, messages, owners)
+        )
     finally:
         await consumer.stop()
         await producer.stop()
         await db.execute(_DROP)
         await db.close()
-    return Throughput(done, elapsed, timings, cpu)
 
 
 Owners = dict[bytes, tuple[str, bytes]]  # identity -> (profile id, its snapshot)
 
 
 async def _one_batch(
-    db: asyncpg.Connection, producer: Producer, messages: list[ConsumerRecord], owners: Owners
+    db: asyncpg.Connection, producer: Producer, messages: Batch, owners: Owners
 ) -> None:
     now = datetime.now(UTC)
     out: list[OutRecord] = []
