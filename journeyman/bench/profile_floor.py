@@ -7,7 +7,8 @@ each customer's profile, append each event to the timeline, publish each event w
 customer's profile (~1 KB) and the latest profile per customer. This floor does exactly that
 work on the same records, broker and database: decode (orjson), record the message ids, upsert
 the batch's profiles (the snapshots the service stored), copy the timeline rows, produce with
-the services' producer, commit offsets. No validation, identity resolution, fold, consent,
+the services' producer (records and headers built by `services.profile.publish`, as the
+service builds them), commit offsets. No validation, identity resolution, fold, consent,
 outbox or relay. Service → floor is what the logic costs; floor → baseline what the outputs
 cost. A figure to read beside the ratio, not a target.
 """
@@ -22,17 +23,15 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from journeyman.bench.common import Batch, Throughput, asyncpg_dsn, timed_batches
+from services.profile import repository
+from services.profile.behaviour import ProfileState
+from services.profile.publish import PROFILE_EVENT_TYPES, fast_headers, profile_record, snapshot
+from shared.codec import dumps
+from shared.db import create_engine
 from shared.kafka import OutRecord, Producer
 from shared.settings import Settings
-from shared.topics import EVENTS, PROFILE_EVENTS, PROFILES
+from shared.topics import EVENTS, PROFILE_EVENTS
 
-# The service's stored profiles, as `services.profile.publish.snapshot` shapes them.
-_SNAPSHOTS = (
-    "SELECT i.identity, p.profile_id::text, json_build_object('profile_id', p.profile_id, "
-    "'version', p.version, 'user_id', p.user_id, 'anonymous_id', p.anonymous_id, 'traits', "
-    "p.traits, 'behaviour', p.behaviour, 'consent', p.consent, 'updated_at', p.updated_at)::text "
-    "FROM profile.identities i JOIN profile.profiles p ON p.profile_id = i.profile_id::text"
-)
 _TABLES = (
     "CREATE TABLE floor_seen (message_id text PRIMARY KEY);"
     "CREATE TABLE floor_profiles (profile_id text PRIMARY KEY, snapshot jsonb NOT NULL,"
@@ -41,22 +40,14 @@ _TABLES = (
 )
 _DROP = "DROP TABLE IF EXISTS floor_seen, floor_profiles, floor_timeline"
 _TIMELINE = ("profile_id", "timestamp", "message_id", "type", "event", "payload")
-# DESIGN.md's CloudEvents binary-mode attributes: the constant ones shared by every record
-_CONSTANT = [("ce_specversion", b"1.0"), ("ce_source", b"journeyman/profile"),
-             ("content-type", b"application/json")]  # fmt: skip
-_EVENT_TYPE = ("ce_type", b"journeyman.profile-event")
-_PROFILE_TYPE = ("ce_type", b"journeyman.profile")
-_TRACE = b"00-" + b"0" * 31 + b"1-" + b"0" * 15 + b"1-01"
+Owners = dict[bytes, tuple[ProfileState, bytes]]  # identity -> (its profile, encoded snapshot)
 
 
 async def measure_floor(settings: Settings, total: int, batch: int = 2_000) -> Throughput:
     """Consume all `total` records of `jm.events` again (a group of its own) as the floor.
     Run after the service: it needs the profiles and identities the service stored."""
+    owners = await _stored_owners(settings)
     db = await asyncpg.connect(asyncpg_dsn(settings.database_url))
-    owners: Owners = {
-        identity.encode(): (profile_id, body.encode())
-        for identity, profile_id, body in await db.fetch(_SNAPSHOTS)
-    }
     await db.execute(_DROP)
     await db.execute(_TABLES)
     producer = Producer(settings)
@@ -78,7 +69,20 @@ async def measure_floor(settings: Settings, total: int, batch: int = 2_000) -> T
         await db.close()
 
 
-Owners = dict[bytes, tuple[str, bytes]]  # identity -> (profile id, its snapshot)
+async def _stored_owners(settings: Settings) -> Owners:
+    """Each identity's profile as the service stored it, read and encoded by the service's
+    own functions, so the floor publishes exactly the snapshots the service would."""
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as conn:
+            pairs = await (await repository.pg(conn)).fetch(
+                "SELECT identity, profile_id::text FROM profile.identities"
+            )
+            states = await repository.lock_profiles(conn, {p for _, p in pairs})
+    finally:
+        await engine.dispose()
+    encoded = {p: dumps(snapshot(state)) for p, state in states.items()}
+    return {i.encode(): (states[p], encoded[p]) for i, p in pairs}
 
 
 async def _one_batch(
@@ -86,12 +90,13 @@ async def _one_batch(
 ) -> None:
     now = datetime.now(UTC)
     out: list[OutRecord] = []
-    profiles: dict[str, bytes] = {}
+    profiles: dict[str, tuple[ProfileState, bytes]] = {}
     timeline, ids = [], []
     for m in messages:
         event = orjson.loads(m.value)
-        profile_id, snapshot = owners[m.key]
-        profiles[profile_id] = snapshot
+        state, encoded = owners[m.key]
+        profile_id = state.profile_id
+        profiles[profile_id] = (state, encoded)
         stamp = event.get("timestamp")
         when = datetime.fromisoformat(stamp) if stamp else now
         ids.append(event["messageId"])
@@ -99,17 +104,12 @@ async def _one_batch(
             (profile_id, when, event["messageId"], event["type"], event.get("event"),
              m.value.decode())
         )  # fmt: skip
-        body = b'{"event":' + m.value + b',"profile":' + snapshot + b"}"
-        key = profile_id.encode()
-        headers = [
-            *_CONSTANT, _EVENT_TYPE, ("ce_id", event["messageId"].encode()),
-            ("ce_time", str(stamp).encode()), ("traceparent", _TRACE), ("ce_subject", key),
-        ]  # fmt: skip
-        out.append(OutRecord(PROFILE_EVENTS, body, key, headers))
-    out += [
-        OutRecord(PROFILES, body, p.encode(), [*_CONSTANT, _PROFILE_TYPE, ("ce_id", p.encode())])
-        for p, body in profiles.items()
-    ]
+        headers = fast_headers(
+            event["messageId"], PROFILE_EVENT_TYPES[event["type"]], when, profile_id, None
+        )
+        body = b'{"event":' + m.value + b',"profile":' + encoded + b"}"
+        out.append(OutRecord(PROFILE_EVENTS, body, profile_id.encode(), headers))
+    out += [profile_record(state, encoded) for state, encoded in profiles.values()]
     async with db.transaction():
         await db.execute(
             "INSERT INTO floor_seen SELECT unnest($1::text[]) ON CONFLICT DO NOTHING", ids
@@ -119,7 +119,7 @@ async def _one_batch(
             "SELECT * FROM unnest($1::text[], $2::jsonb[]) ON CONFLICT (profile_id) DO UPDATE "
             "SET snapshot = excluded.snapshot, version = floor_profiles.version + 1",
             list(profiles),
-            [body.decode() for body in profiles.values()],
+            [encoded.decode() for _, encoded in profiles.values()],
         )
         await db.copy_records_to_table("floor_timeline", records=timeline, columns=_TIMELINE)
     await producer.send_batch(out)

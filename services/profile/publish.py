@@ -13,12 +13,15 @@ from services.profile.behaviour import ProfileState
 from shared.cloudevents import Headers, binary_headers, child_traceparent
 from shared.codec import dumps
 from shared.contracts import ERASED_VERSION, PROFILE_ERASED, PROFILE_MERGED
+from shared.events import EVENT_TYPES
 from shared.kafka import OutRecord
 from shared.topics import PROFILE_EVENTS, PROFILES
 
 SOURCE = "journeyman/profile"
 _SOURCE = SOURCE.encode()
 CONSENT_CHANGED = "Consent Changed"
+# `ce_type` of a `jm.profile-events` record, by the applied message's type
+PROFILE_EVENT_TYPES = {t: f"journeyman.profile-event.{t}".encode() for t in EVENT_TYPES}
 
 
 def fast_headers(

@@ -22,10 +22,16 @@ from services.profile.behaviour import ProfileState, apply_event
 from services.profile.consent import ConsentChange
 from services.profile.identity import Merge, lookup_keys, resolve
 from services.profile.merge import merge_states
-from services.profile.publish import fast_headers, merged_records, profile_record, snapshot
+from services.profile.publish import (
+    PROFILE_EVENT_TYPES,
+    fast_headers,
+    merged_records,
+    profile_record,
+    snapshot,
+)
 from services.profile.repository import TimelineRow
 from shared.codec import dumps
-from shared.events import EVENT_TYPES, Event
+from shared.events import Event
 from shared.kafka import OutRecord
 from shared.topics import PROFILE_EVENTS
 
@@ -160,9 +166,6 @@ class _Fold:
         self.out.append(_profile_event(wire, profile, state, event, item.traceparent))
 
 
-_EVENT_TYPES = {t: f"journeyman.profile-event.{t}".encode() for t in EVENT_TYPES}
-
-
 def _profile_event(
     wire: bytes, profile: bytes, state: ProfileState, event: Event, traceparent: str | None
 ) -> OutRecord:
@@ -173,7 +176,7 @@ def _profile_event(
         b'{"event":' + wire + b',"profile":' + profile + b"}",
         state.profile_id.encode(),
         fast_headers(
-            event.message_id, _EVENT_TYPES[event.type], event.timestamp, state.profile_id,
+            event.message_id, PROFILE_EVENT_TYPES[event.type], event.timestamp, state.profile_id,
             traceparent,
         ),
     )  # fmt: skip
