@@ -4,17 +4,16 @@ customer, the timeline and the profiles written; its scratch tables gone afterwa
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaConsumer
 
 from journeyman.bench.common import asyncpg_dsn, produce_all
 from journeyman.bench.profile_floor import measure_floor
 from shared.settings import Settings
 from shared.topics import EVENTS, PROFILE_EVENTS, PROFILES
+from tests.helpers import TopicReader
 
 PROFILE_A = "7b3f0c1e-0000-4000-8000-00000000000a"
 PROFILE_B = "7b3f0c1e-0000-4000-8000-00000000000b"
@@ -39,22 +38,8 @@ async def _seed_profiles(dsn: str) -> None:
         await db.close()
 
 
-async def _read(bootstrap: str, topic: str, count: int) -> list[tuple[bytes, Any]]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"read-{uuid.uuid4().hex[:6]}",
-        auto_offset_reset="earliest",
-    )  # fmt: skip
-    await consumer.start()
-    found: list[tuple[bytes, Any]] = []
-    try:
-        for _ in range(50):
-            for msgs in (await consumer.getmany(timeout_ms=200)).values():
-                found += [(m.key or b"", orjson.loads(m.value or b"{}")) for m in msgs]
-            if len(found) >= count:
-                break
-    finally:
-        await consumer.stop()
-    return found
+def _decoded(records: list[Any]) -> list[tuple[bytes, Any]]:
+    return [(r.key or b"", orjson.loads(r.value or b"{}")) for r in records]
 
 
 async def test_the_floor_publishes_each_event_with_its_stored_profile(settings: Settings) -> None:
@@ -71,10 +56,15 @@ async def test_the_floor_publishes_each_event_with_its_stored_profile(settings: 
         settings.kafka_bootstrap_servers, EVENTS, [(k, orjson.dumps(v)) for k, v in events]
     )
 
-    measured = await measure_floor(settings, len(events))
+    async with (
+        TopicReader(settings, PROFILE_EVENTS) as profile_events,
+        TopicReader(settings, PROFILES) as profiles,
+    ):
+        measured = await measure_floor(settings, len(events))
+        published = _decoded(await profile_events.read(3))
+        latest = _decoded(await profiles.read(2))
 
     assert measured.events == 3
-    published = await _read(settings.kafka_bootstrap_servers, PROFILE_EVENTS, 3)
     by_message = {body["event"]["messageId"]: (key, body) for key, body in published}
     assert sorted(by_message) == ["m1", "m2", "m3"]
     for message_id, profile_id, (_, sent) in zip(
@@ -86,7 +76,6 @@ async def test_the_floor_publishes_each_event_with_its_stored_profile(settings: 
         assert body["profile"]["profile_id"] == profile_id
         assert body["profile"]["version"] == 3
     assert by_message["m1"][1]["profile"]["traits"] == {"first_name": "Ada"}
-    latest = await _read(settings.kafka_bootstrap_servers, PROFILES, 2)
     assert sorted(key for key, _ in latest) == [PROFILE_A.encode(), PROFILE_B.encode()]
     db = await asyncpg.connect(dsn)
     try:
