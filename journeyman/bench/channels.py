@@ -47,7 +47,7 @@ from services.channels.policy import Candidate, Facts, address_of, decide_batch
 from services.channels.settings import ChannelsSettings
 from services.channels.templates import Templates
 from shared.codec import dumps, json_text
-from shared.contracts import DispatchRequest
+from shared.contracts import DispatchRequest, ProfileSnapshot
 from shared.db import create_engine
 from shared.kafka import ensure_topics
 from shared.migrations import upgrade
@@ -61,24 +61,39 @@ CAPS = [{"channel": ch, "message_type": "marketing", "limit": 3, "window": "7d"}
         for ch in CHANNELS]  # fmt: skip
 
 
-def _contacts(customers: int) -> list[dict[str, Any]]:
+def _contact(i: int) -> dict[str, Any]:
+    """Customer `b{i}` as the profile service publishes it: traits, consent to marketing on
+    every channel, and behaviour of the size a shop's snapshot has (~1 KB in all)."""
     at = "2026-01-01T00:00:00+00:00"
     consent = {ch: {"marketing": {"granted": True, "source": "bench", "at": at}}
                for ch in ("email", "sms", "push")}  # fmt: skip
-    return [
-        {"profile_id": f"b{i}", "version": 1, "user_id": f"bench-{i}",
-         "traits": {"first_name": f"C{i}", "email": f"c{i}@bench.example",
-                    "phone": f"+3361{i:07d}", "push_tokens": [f"tok-{i}"],
-                    "timezone": "Europe/Paris", "language": "fr" if i % 3 == 0 else "en"},
-         "behaviour": {}, "consent": consent, "updated_at": at}
-        for i in range(customers)
-    ]  # fmt: skip
+    behaviour = {
+        "visits": 12, "last_seen": at, "product_views": 40, "orders": 3, "revenue": 259.7,
+        "average_basket": 86.57, "first_order_at": at, "last_order_at": at,
+        "open_cart": {"cart_id": f"cart-{i}", "value": 19.9, "updated_at": at,
+                      "items": [{"sku": "sku-1", "quantity": 1, "price": 19.9}]},
+        "last_opened": {"email": at},
+    }  # fmt: skip
+    return {
+        "profile_id": f"b{i}", "version": 1, "user_id": f"bench-{i}",
+        "traits": {"first_name": f"C{i}", "email": f"c{i}@bench.example",
+                   "phone": f"+3361{i:07d}", "push_tokens": [f"tok-{i}"],
+                   "timezone": "Europe/Paris", "language": "fr" if i % 3 == 0 else "en"},
+        "behaviour": behaviour, "consent": consent, "updated_at": at,
+    }  # fmt: skip
+
+
+def _contacts(customers: int) -> list[dict[str, Any]]:
+    return [_contact(i) for i in range(customers)]
 
 
 def _requests(channel: str, count: int, run: str) -> list[DispatchRequest]:
-    """Two per customer, so every cap is read and counted but none is reached."""
+    """Two per customer, so every cap is read and counted but none is reached. Each carries
+    its customer's snapshot, as the journey engine's dispatches do (the same version as the
+    stored one: the channels' projection is usually up to date)."""
     template = "order-thank-you" if channel == "email" else "cart-reminder"
     now = datetime.now(UTC)
+    profiles = {i: ProfileSnapshot.model_validate(_contact(i)) for i in range((count + 1) // 2)}
     return [
         DispatchRequest(
             dispatch_id=f"{run}-{channel}-{i}", profile_id=f"b{i // 2}", channel=channel,
@@ -86,7 +101,7 @@ def _requests(channel: str, count: int, run: str) -> list[DispatchRequest]:
             journey_version=1, step_id="s1", priority=i % 3,
             data={"event": {"properties": {"order_id": f"o-{i}", "revenue": 20}},
                   "journey": {"id": f"bench-{i % 3}", "name": "Bench"}},
-            requested_at=now,
+            profile=profiles[i // 2], requested_at=now,
         )
         for i in range(count)
     ]  # fmt: skip

@@ -1,6 +1,6 @@
-"""Step 1 of a send, in the caller's transaction: claim new dispatch ids, read the policy's
-facts for the whole batch (consent locked until commit, opt-outs, suppressions, sends the caps
-count), decide, and store every decision. Committing this transaction commits the `sending`
+"""Step 1 of a send, in the caller's transaction: read the policy's facts for the whole batch
+(consent locked until commit, opt-outs, suppressions, sends the caps count), decide, and claim
+the new dispatch ids with their decisions. Committing this transaction commits the `sending`
 attempts, so consent and caps are checked in the very transaction that claims the send.
 
 Deferred dispatches come back through `decide_due`, which re-reads the same facts when they are
@@ -9,8 +9,9 @@ due: an opt-out made while a message waited for the morning is honoured.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -31,12 +32,15 @@ class Claimed:
     address: str
 
 
-def _attempt_row(r: DispatchRequest) -> dict[str, Any]:
+def _attempt_row(r: DispatchRequest, decision: dict[str, Any]) -> dict[str, Any]:
     return {
         "dispatch_id": r.dispatch_id, "profile_id": r.profile_id, "channel": r.channel,
         "message_type": r.message_type, "template": r.template, "journey_id": r.journey_id,
-        "step_id": r.step_id, "status": "sending", "priority": r.priority,
-        "request": r.model_dump(mode="json", exclude={"profile"}),
+        "step_id": r.step_id, "priority": r.priority,
+        # JSON text from pydantic's own encoder: no dict built only to be encoded
+        "request": r.model_dump_json(exclude={"profile"}),
+        "status": decision["status"], "reason": decision["reason"],
+        "address": decision["address"],
     }  # fmt: skip
 
 
@@ -44,13 +48,25 @@ async def claim(
     conn: AsyncConnection, requests: Sequence[DispatchRequest], config: PolicyConfig,
     now: datetime,
 ) -> list[Claimed]:  # fmt: skip
-    """New dispatches: a redelivered dispatch id finds its attempt taken and does nothing."""
+    """New dispatches, decided and inserted with their decision in one statement; a
+    redelivered dispatch id finds its attempt taken and does nothing.
+
+    The decision comes first, so a redelivered dispatch in the batch was judged beside the
+    others (a would-be send its caps counted). That is rare, and then the fresh ones are
+    judged again without it and their attempts updated, as a deferred one is when due."""
     carried = [repository.contact_row(r.profile) for r in requests if r.profile is not None]
     await repository.upsert_contacts(conn, carried)
     unique = list({r.dispatch_id: r for r in requests}.values())
-    fresh = await repository.claim_attempts(conn, [_attempt_row(r) for r in unique])
-    todo = [r for r in unique if r.dispatch_id in fresh]
-    return await _decide(conn, todo, config, now, were_deferred=False)
+    judged = await _judge(conn, unique, config, now)
+    fresh = await repository.claim_attempts(
+        conn, [_attempt_row(r, d) for r, d in zip(unique, judged.rows, strict=True)], now
+    )
+    if len(fresh) == len(unique):
+        await _store(conn, judged, now, claimed=True)
+        return judged.claimed
+    again = await _judge(conn, [r for r in unique if r.dispatch_id in fresh], config, now)
+    await _store(conn, again, now)
+    return again.claimed
 
 
 async def decide_due(
@@ -60,7 +76,9 @@ async def decide_due(
     requests = [
         DispatchRequest.model_validate(r) for r in await repository.due_deferrals(conn, now, limit)
     ]
-    return await _decide(conn, requests, config, now)
+    judged = await _judge(conn, requests, config, now)
+    await _store(conn, judged, now)
+    return judged.claimed
 
 
 def _ignores_caps(request: DispatchRequest, exempt_journeys: frozenset[str]) -> bool:
@@ -71,12 +89,22 @@ def _ignores_caps(request: DispatchRequest, exempt_journeys: frozenset[str]) -> 
     return flagged or request.journey_id in exempt_journeys
 
 
-async def _decide(
-    conn: AsyncConnection, todo: Sequence[DispatchRequest], config: PolicyConfig, now: datetime,
-    *, were_deferred: bool = True,
-) -> list[Claimed]:  # fmt: skip
+@dataclass
+class Judged:
+    """The policy's decisions on a batch, in its order, and the dispatches it lets through."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    claimed: list[Claimed] = field(default_factory=list)
+    tally: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+
+
+async def _judge(
+    conn: AsyncConnection, todo: Sequence[DispatchRequest], config: PolicyConfig, now: datetime
+) -> Judged:
+    """Read the facts of the batch (its customers' contacts locked until commit) and decide."""
+    out = Judged()
     if not todo:
-        return []
+        return out
     ids = sorted({r.profile_id for r in todo})
     profiles = await repository.lock_contacts(conn, ids)
     addresses = {
@@ -98,18 +126,24 @@ async def _decide(
         for r in todo
     ]  # fmt: skip
     decided = decide_batch(candidates, facts, config, now)
-    rows, claimed = [], []
     for r in todo:
         d = decided[r.dispatch_id]
         status = {"send": "sending"}.get(d.outcome, d.outcome)
-        rows.append(
+        out.rows.append(
             {"dispatch_id": r.dispatch_id, "profile_id": r.profile_id,
              "journey_id": r.journey_id, "step_id": r.step_id, "channel": r.channel,
              "message_type": r.message_type, "status": status, "reason": d.reason,
              "address": d.address, "not_before": d.not_before}
         )  # fmt: skip
-        DECISIONS.labels(r.channel, d.outcome, d.reason).inc()
+        out.tally[r.channel, d.outcome, d.reason] += 1
         if d.send and d.address:
-            claimed.append(Claimed(r, dict(profiles.get(r.profile_id, {})), d.address))
-    await repository.save_decisions(conn, rows, now, were_deferred=were_deferred)
-    return claimed
+            out.claimed.append(Claimed(r, dict(profiles.get(r.profile_id, {})), d.address))
+    return out
+
+
+async def _store(
+    conn: AsyncConnection, judged: Judged, now: datetime, *, claimed: bool = False
+) -> None:
+    await repository.save_decisions(conn, judged.rows, now, claimed=claimed)
+    for labels, count in judged.tally.items():  # once a label set a batch, not once a message
+        DECISIONS.labels(*labels).inc(count)

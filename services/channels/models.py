@@ -36,7 +36,7 @@ send_attempts = Table(
     "send_attempts",
     metadata,
     Column("dispatch_id", String, primary_key=True),
-    Column("profile_id", String, nullable=False, index=True),
+    Column("profile_id", String, nullable=False),  # led by ix_send_attempts_caps
     Column("channel", String, nullable=False),
     Column("message_type", String, nullable=False),
     Column("template", String, nullable=False),

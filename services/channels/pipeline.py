@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -124,8 +125,10 @@ class Pipeline:
         finally:
             self.in_flight -= ids
         self.relay.wake()
-        for o in outcomes:
-            OUTCOMES.labels(o.claimed.request.channel, o.status).inc()
+        for (channel, status), count in Counter(
+            (o.claimed.request.channel, o.status) for o in outcomes
+        ).items():
+            OUTCOMES.labels(channel, status).inc(count)
         return sum(1 for o in outcomes if o.status == "sent")
 
     async def sweep(self, unknown_after: timedelta, retry_types: Sequence[str]) -> int:

@@ -26,7 +26,6 @@ from services.channels.models import (
     suppressions,
 )
 from services.channels.policy import OptOut
-from shared.codec import json_text
 from shared.contracts import ProfileSnapshot
 from shared.db import any_of, driver_connection
 
@@ -39,7 +38,9 @@ ContactRow = tuple[str, int, str]
 
 
 def contact_row(snapshot: ProfileSnapshot) -> ContactRow:
-    return snapshot.profile_id, snapshot.version, json_text(snapshot.model_dump(mode="json"))
+    """A snapshot a dispatch carried, as its JSON text (pydantic's encoder, half the time of
+    dumping a dict and encoding that)."""
+    return snapshot.profile_id, snapshot.version, snapshot.model_dump_json()
 
 
 async def upsert_contacts(conn: AsyncConnection, rows: Iterable[ContactRow]) -> None:
@@ -157,26 +158,34 @@ async def sends_since(
 
 _CLAIM = """
     INSERT INTO channels.send_attempts (dispatch_id, profile_id, channel, message_type, template,
-        journey_id, step_id, status, priority, request)
-    SELECT d, p, c, m, t, j, s, 'sending', pr, r::jsonb
+        journey_id, step_id, status, priority, request, reason, address, decided_at, finished_at)
+    SELECT d, p, c, m, t, j, s, st, pr, r::jsonb, re, ad, $13,
+        CASE WHEN st = 'suppressed' THEN $13::timestamptz END
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                $7::text[], $8::int[], $9::text[]) AS x(d, p, c, m, t, j, s, pr, r)
+                $7::text[], $8::int[], $9::text[], $10::text[], $11::text[], $12::text[])
+         AS x(d, p, c, m, t, j, s, pr, r, st, re, ad)
     ON CONFLICT (dispatch_id) DO NOTHING
     RETURNING dispatch_id
 """
+_CLAIM_COLUMNS = (
+    "dispatch_id", "profile_id", "channel", "message_type", "template", "journey_id", "step_id",
+    "priority", "request", "status", "reason", "address",
+)  # fmt: skip
 
 
-async def claim_attempts(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> set[str]:
-    """Insert send attempts as `sending`; return the dispatch ids never seen before. One
-    statement of arrays whatever the batch size (a multi-row VALUES costs SQLAlchemy a second
-    to compile for 2,000 rows)."""
+async def claim_attempts(
+    conn: AsyncConnection, rows: Sequence[dict[str, Any]], at: datetime
+) -> set[str]:
+    """Insert send attempts with their first decision (`status` sending, suppressed or
+    deferred, `reason`, `address`; `request` as JSON text); return the dispatch ids never seen
+    before: a redelivered one inserts nothing. One statement of arrays whatever the batch size
+    (a multi-row VALUES costs SQLAlchemy a second to compile for 2,000 rows), and one row
+    version an attempt where claiming `sending` then recording the decision wrote two, each
+    with its entries in every index of the table."""
     if not rows:
         return set()
-    columns = ("dispatch_id", "profile_id", "channel", "message_type", "template", "journey_id",
-               "step_id", "priority")  # fmt: skip
-    params = [[r[c] for r in rows] for c in columns]
-    params.append([orjson.dumps(r["request"]).decode() for r in rows])
-    return {r[0] for r in await (await driver_connection(conn)).fetch(_CLAIM, *params)}
+    params = [[r[c] for r in rows] for c in _CLAIM_COLUMNS]
+    return {r[0] for r in await (await driver_connection(conn)).fetch(_CLAIM, *params, at)}
 
 
 _DECIDED = """
@@ -201,21 +210,22 @@ _LOGGED = """
 
 async def save_decisions(
     conn: AsyncConnection, rows: Sequence[dict[str, Any]], at: datetime, *,
-    were_deferred: bool = True,
+    claimed: bool = False,
 ) -> None:  # fmt: skip
     """Store policy decisions on the attempts, the deferral queue and the message log.
 
     rows: `{dispatch_id, profile_id, journey_id, step_id, channel, message_type, status,
     reason, address, not_before}` where status is sending, suppressed or deferred.
-    `were_deferred=False` (dispatches claimed just now) skips clearing deferral rows none of
-    them can have."""
+    `claimed=True`: the attempts were inserted with these decisions just now
+    (`claim_attempts`), so neither they nor deferral rows of theirs need changing."""
     if not rows:
         return
-    await (await driver_connection(conn)).execute(
-        _DECIDED,
-        [r["dispatch_id"] for r in rows], [r["status"] for r in rows],
-        [r["reason"] for r in rows], [r["address"] for r in rows], at,
-    )  # fmt: skip
+    if not claimed:
+        await (await driver_connection(conn)).execute(
+            _DECIDED,
+            [r["dispatch_id"] for r in rows], [r["status"] for r in rows],
+            [r["reason"] for r in rows], [r["address"] for r in rows], at,
+        )  # fmt: skip
     later = [r for r in rows if r["status"] == "deferred"]
     if later:
         stmt = insert(deferred)
@@ -228,7 +238,7 @@ async def save_decisions(
               "due_at": r["not_before"], "reason": r["reason"]} for r in later],
         )  # fmt: skip
     done = [r["dispatch_id"] for r in rows if r["status"] != "deferred"]
-    if done and were_deferred:
+    if done and not claimed:
         await conn.execute(delete(deferred).where(any_of(deferred.c.dispatch_id, done)))
     await log_decisions(
         conn, [{**r, "decision": r["status"].replace("sending", "send")} for r in rows], at

@@ -83,6 +83,24 @@ async def test_caps_hold_across_three_journeys_with_priority_and_deferral(
     assert sorted(subjects) == sorted(found)  # each exactly once
 
 
+async def test_a_redelivered_dispatch_does_not_count_twice_against_a_fresh_ones_cap(
+    pipeline: Pipeline, local: Local, database_url: str
+) -> None:
+    """The claim decides before it inserts: a redelivered dispatch in the batch is judged
+    beside the fresh one (a send the cap counts on top of its stored attempt), so the fresh
+    one must be judged again without it. Cap: 3 marketing emails a week."""
+    customer = snapshot("p1", email="p1@example.com", timezone="Europe/Paris",
+                        consent=granted("email", "marketing"))  # fmt: skip
+    first = [_request(dispatch(d, "p1", profile=customer)) for d in ("a", "b")]
+    assert await pipeline.dispatch(first) == 2
+    again = [first[0], _request(dispatch("c", "p1"))]
+    assert await pipeline.dispatch(again) == 1  # the third this week: within the cap
+    found = await attempts(database_url)
+    assert {d: a["status"] for d, a in found.items()} == dict.fromkeys("abc", "sent")
+    assert await pipeline.dispatch([_request(dispatch("d", "p1"))]) == 0  # the fourth is not
+    assert (await attempts(database_url))["d"]["status"] == "deferred"
+
+
 async def test_quiet_hours_defer_to_the_next_morning_in_the_customers_zone(
     pipeline: Pipeline, local: Local, clock: Clock, database_url: str
 ) -> None:
