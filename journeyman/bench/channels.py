@@ -6,13 +6,14 @@ SMTP server (count-only) and the SMS / push provider server each in a process of
 
 1. the raw baseline (`journeyman.bench.common.raw_passthrough`) over the email dispatches;
 2. the policy's cost per message: the pure decision (`policy.decide_batch`, in memory) and the
-   whole decision step as the service runs it (claim, lock consent, read opt-outs,
-   suppressions and the sends the caps count, decide, store decisions: one transaction per
-   2,000-dispatch batch);
-3. per channel (email, SMS, push): N dispatches produced to `jm.dispatch`, then the channels
-   pipeline (consumer, policy, render, provider, record, outbox) started as the service starts
-   it; messages/s from the first attempt claimed to the last one recorded, from the attempt
-   log's own timestamps. Caps are on for every channel (2 messages per customer per channel,
+   whole decision step as the service runs it (lock consent, read opt-outs, suppressions and
+   the sends the caps count, decide, claim the attempts with their decisions: one transaction
+   per 2,000-dispatch batch);
+3. per channel (email, SMS, push): N dispatches produced to `jm.dispatch`, each carrying its
+   customer's snapshot as the journey engine's do, then the channels pipeline (consumer,
+   policy, render, provider, record, outbox) started as the service starts it; messages/s
+   from the first attempt claimed to the last one recorded, from the attempt log's own
+   timestamps. Caps are on for every channel (2 messages per customer per channel,
    under a cap of 3 a week), so caps and consent are checked for every message;
 4. per channel, the provider exchange alone, the channel's physical ceiling here: the same
    provider objects the service builds (connection pool, rate limiter, retries) send one
