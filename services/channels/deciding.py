@@ -144,6 +144,7 @@ async def _judge(
 async def _store(
     conn: AsyncConnection, judged: Judged, now: datetime, *, claimed: bool = False
 ) -> None:
+    """Store the decisions (`claimed`: the attempts were inserted with them) and count them."""
     await repository.save_decisions(conn, judged.rows, now, claimed=claimed)
     for labels, count in judged.tally.items():  # once a label set a batch, not once a message
         DECISIONS.labels(*labels).inc(count)
