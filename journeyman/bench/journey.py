@@ -327,7 +327,7 @@ def run(size: str, json_path: Path | None, console: Console) -> None:
     rows = [
         ("raw baseline events/s", figures["baseline_events_per_s"]),
         ("journey engine events/s", figures["journey_events_per_s"]),
-        ("ratio to baseline", figures["ratio_to_baseline"]),
+        ("ratio to baseline", f"{figures['ratio_to_baseline']:.1%}"),
         (f"event->dispatch p50 ms at {LATENCY_RATE} ev/s", figures["dispatch_latency_p50_ms"]),
         (f"event->dispatch p99 ms at {LATENCY_RATE} ev/s", figures["dispatch_latency_p99_ms"]),
         (

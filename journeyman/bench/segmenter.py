@@ -294,7 +294,7 @@ def run(size: str, json_path: Path | None, console: Console) -> None:
     rows = [
         ("raw baseline events/s", figures["baseline_events_per_s"]),
         ("segmenter events/s (20 segments)", figures["segmenter_events_per_s"]),
-        ("ratio to baseline", figures["ratio_to_baseline"]),
+        ("ratio to baseline", f"{figures['ratio_to_baseline']:.1%}"),
         ("segment change latency p50 ms", figures["change_latency_p50_ms"]),
         ("segment change latency p99 ms", figures["change_latency_p99_ms"]),
         ("  mean consumer batch at that rate, ms", figures["latency_phase_mean_batch_ms"]),
