@@ -9,7 +9,6 @@ due: an opt-out made while a message waited for the morning is honoured.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.channels import repository
-from services.channels.metrics import DECISIONS
+from services.channels.metrics import DECISIONS, count
 from services.channels.policy import Candidate, Facts, PolicyConfig, address_of, decide_batch
 from shared.contracts import DispatchRequest
 
@@ -95,7 +94,6 @@ class Judged:
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     claimed: list[Claimed] = field(default_factory=list)
-    tally: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
 
 async def _judge(
@@ -132,10 +130,9 @@ async def _judge(
         out.rows.append(
             {"dispatch_id": r.dispatch_id, "profile_id": r.profile_id,
              "journey_id": r.journey_id, "step_id": r.step_id, "channel": r.channel,
-             "message_type": r.message_type, "status": status, "reason": d.reason,
-             "address": d.address, "not_before": d.not_before}
+             "message_type": r.message_type, "status": status, "decision": d.outcome,
+             "reason": d.reason, "address": d.address, "not_before": d.not_before}
         )  # fmt: skip
-        out.tally[r.channel, d.outcome, d.reason] += 1
         if d.send and d.address:
             out.claimed.append(Claimed(r, dict(profiles.get(r.profile_id, {})), d.address))
     return out
@@ -146,5 +143,4 @@ async def _store(
 ) -> None:
     """Store the decisions (`claimed`: the attempts were inserted with them) and count them."""
     await repository.save_decisions(conn, judged.rows, now, claimed=claimed)
-    for labels, count in judged.tally.items():  # once a label set a batch, not once a message
-        DECISIONS.labels(*labels).inc(count)
+    count(DECISIONS, ((r["channel"], r["decision"], r["reason"]) for r in judged.rows))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter as Tally
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge
 
 DECISIONS = Counter(
@@ -13,3 +16,10 @@ UNKNOWN = Gauge(
     "Attempts ever cut off by a crash between claim and provider answer (maybe sent).",
 )
 DEFERRED = Gauge("jm_channels_deferred_pending", "Deferred dispatches waiting to come due.")
+
+
+def count(metric: Counter, labels: Iterable[tuple[str, ...]]) -> None:
+    """Count a batch: one increment per label set, by how often it occurs, rather than one
+    label lookup and increment per message."""
+    for values, times in Tally(labels).items():
+        metric.labels(*values).inc(times)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -21,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.channels import deciding, delivery, repository
 from services.channels.deciding import Claimed
 from services.channels.delivery import Delivery
-from services.channels.metrics import DEFERRED, OUTCOMES, UNKNOWN
+from services.channels.metrics import DEFERRED, OUTCOMES, UNKNOWN, count
 from services.channels.models import outbox
 from services.channels.policy import PolicyConfig
 from shared.contracts import DispatchRequest
@@ -125,10 +124,7 @@ class Pipeline:
         finally:
             self.in_flight -= ids
         self.relay.wake()
-        for (channel, status), count in Counter(
-            (o.claimed.request.channel, o.status) for o in outcomes
-        ).items():
-            OUTCOMES.labels(channel, status).inc(count)
+        count(OUTCOMES, ((o.claimed.request.channel, o.status) for o in outcomes))
         return sum(1 for o in outcomes if o.status == "sent")
 
     async def sweep(self, unknown_after: timedelta, retry_types: Sequence[str]) -> int:

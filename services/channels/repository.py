@@ -215,7 +215,8 @@ async def save_decisions(
     """Store policy decisions on the attempts, the deferral queue and the message log.
 
     rows: `{dispatch_id, profile_id, journey_id, step_id, channel, message_type, status,
-    reason, address, not_before}` where status is sending, suppressed or deferred.
+    decision, reason, address, not_before}`: status sending, suppressed or deferred, the
+    attempt's; decision send, suppressed or deferred, the message log's.
     `claimed=True`: the attempts were inserted with these decisions just now
     (`claim_attempts`), so neither they nor deferral rows of theirs need changing."""
     if not rows:
@@ -240,9 +241,7 @@ async def save_decisions(
     done = [r["dispatch_id"] for r in rows if r["status"] != "deferred"]
     if done and not claimed:
         await conn.execute(delete(deferred).where(any_of(deferred.c.dispatch_id, done)))
-    await log_decisions(
-        conn, [{**r, "decision": r["status"].replace("sending", "send")} for r in rows], at
-    )
+    await log_decisions(conn, rows, at)
 
 
 async def log_decisions(
