@@ -50,7 +50,11 @@ class Runtime:
 
     def add_relay(self, table: Table) -> OutboxRelay:
         relay = OutboxRelay(
-            self.engine, table, self.producer, poll_interval_s=self.settings.outbox_poll_interval_s
+            self.engine,
+            table,
+            self.producer,
+            poll_interval_s=self.settings.outbox_poll_interval_s,
+            batch_size=self.settings.outbox_batch,
         )
         self.relays.append(relay)
         return relay

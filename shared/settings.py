@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     outbox_poll_interval_s: float = Field(
         default=0.2, description="Longest delay before the outbox relay looks for new rows."
     )
+    outbox_batch: int = Field(
+        default=10_000,
+        description="Most outbox records the relay publishes in one transaction. A pass takes "
+        "what is waiting, so this caps a backlog's passes, never delays a small one.",
+    )
     log_level: str = Field(default="INFO", description="Root log level.")
     journeys_dir: str = Field(default="journeys", description="Where journey YAML files live.")
     segments_dir: str = Field(default="segments", description="Where segment YAML files live.")

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -117,6 +118,13 @@ counters = Table(
     Column("step_id", String, primary_key=True, comment="'' for journey-wide counters"),
     Column("metric", String, primary_key=True, comment="entered, exited, converted, branch"),
     Column("label", String, primary_key=True, comment="branch label or group"),
+    Column(
+        "shard",
+        SmallInteger,
+        primary_key=True,
+        server_default="0",
+        comment="concurrent batches add to different rows; readers sum them",
+    ),
     Column("n", BigInteger, nullable=False),
 )
 

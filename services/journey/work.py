@@ -1,6 +1,6 @@
 """The working set of one transaction: the instances a batch touches, the entry facts of its
-customers, and the effects the engine asked for, written back in one pass (timers first,
-counters last, so concurrent batches take row locks in one order)."""
+customers, and the effects the engine asked for, written back in one statement (concurrent
+batches take row locks in one order)."""
 
 from __future__ import annotations
 
