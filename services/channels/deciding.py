@@ -38,7 +38,7 @@ def _attempt_row(r: DispatchRequest, decision: dict[str, Any]) -> dict[str, Any]
         "step_id": r.step_id, "priority": r.priority,
         # JSON text from pydantic's own encoder: no dict built only to be encoded
         "request": r.model_dump_json(exclude={"profile"}),
-        "status": decision["status"], "reason": decision["reason"],
+        "status": repository.attempt_status(decision["decision"]), "reason": decision["reason"],
         "address": decision["address"],
     }  # fmt: skip
 
@@ -126,11 +126,10 @@ async def _judge(
     decided = decide_batch(candidates, facts, config, now)
     for r in todo:
         d = decided[r.dispatch_id]
-        status = {"send": "sending"}.get(d.outcome, d.outcome)
         out.rows.append(
             {"dispatch_id": r.dispatch_id, "profile_id": r.profile_id,
              "journey_id": r.journey_id, "step_id": r.step_id, "channel": r.channel,
-             "message_type": r.message_type, "status": status, "decision": d.outcome,
+             "message_type": r.message_type, "decision": d.outcome,
              "reason": d.reason, "address": d.address, "not_before": d.not_before}
         )  # fmt: skip
         if d.send and d.address:

@@ -208,15 +208,20 @@ _LOGGED = """
 """
 
 
+def attempt_status(decision: str) -> str:
+    """An attempt's status after the policy's decision (send, suppressed or deferred)."""
+    return "sending" if decision == "send" else decision
+
+
 async def save_decisions(
     conn: AsyncConnection, rows: Sequence[dict[str, Any]], at: datetime, *,
     claimed: bool = False,
 ) -> None:  # fmt: skip
     """Store policy decisions on the attempts, the deferral queue and the message log.
 
-    rows: `{dispatch_id, profile_id, journey_id, step_id, channel, message_type, status,
-    decision, reason, address, not_before}`: status sending, suppressed or deferred, the
-    attempt's; decision send, suppressed or deferred, the message log's.
+    rows: `{dispatch_id, profile_id, journey_id, step_id, channel, message_type, decision,
+    reason, address, not_before}`, decision send, suppressed or deferred (the message log's
+    word; the attempt's status is `attempt_status` of it).
     `claimed=True`: the attempts were inserted with these decisions just now
     (`claim_attempts`), so neither they nor deferral rows of theirs need changing."""
     if not rows:
@@ -224,10 +229,10 @@ async def save_decisions(
     if not claimed:
         await (await driver_connection(conn)).execute(
             _DECIDED,
-            [r["dispatch_id"] for r in rows], [r["status"] for r in rows],
+            [r["dispatch_id"] for r in rows], [attempt_status(r["decision"]) for r in rows],
             [r["reason"] for r in rows], [r["address"] for r in rows], at,
         )  # fmt: skip
-    later = [r for r in rows if r["status"] == "deferred"]
+    later = [r for r in rows if r["decision"] == "deferred"]
     if later:
         stmt = insert(deferred)
         await conn.execute(
@@ -238,7 +243,7 @@ async def save_decisions(
             [{"dispatch_id": r["dispatch_id"], "profile_id": r["profile_id"],
               "due_at": r["not_before"], "reason": r["reason"]} for r in later],
         )  # fmt: skip
-    done = [r["dispatch_id"] for r in rows if r["status"] != "deferred"]
+    done = [r["dispatch_id"] for r in rows if r["decision"] != "deferred"]
     if done and not claimed:
         await conn.execute(delete(deferred).where(any_of(deferred.c.dispatch_id, done)))
     await log_decisions(conn, rows, at)
