@@ -154,21 +154,46 @@ class AggregateNode(Node):
         facts = ctx.facts.get(self.key, ())
         start = ctx.now - self.window
         inside = [(at, v) for at, v in facts if start < at <= ctx.now]
-        # The answer can change when the oldest fact inside leaves the window, or when a fact
-        # stamped in the future enters it.
-        upcoming = earliest(
-            inside[0][0] + self.window if inside else None,
-            next((at for at, _ in facts if at > ctx.now), None),
-        )
-        if self.rule.aggregate == "count":
-            return self.compare(len(inside), self.rule.value), upcoming
         values = [v for _, v in inside if v is not None]
-        if self.rule.aggregate == "sum":
-            return self.compare(sum(values), self.rule.value), upcoming
+        holds = self._holds(len(inside), values)
+        # The answer can change when the oldest fact inside leaves the window (if leaving can
+        # flip it at all), or when a fact stamped in the future enters it.
+        leaving = inside[0][0] + self.window if inside else None
+        if leaving is not None and not _leaving_can_flip(self.rule, holds, values):
+            leaving = None
+        return holds, earliest(leaving, next((at for at, _ in facts if at > ctx.now), None))
+
+    def _holds(self, count: int, values: list[float]) -> bool:
+        aggregate = self.rule.aggregate
+        if aggregate == "count":
+            return self.compare(count, self.rule.value)
+        if aggregate == "sum":
+            return self.compare(sum(values), self.rule.value)
         if not values:
-            return False, upcoming
+            return False
         figure = {"avg": sum(values) / len(values), "min": min(values), "max": max(values)}
-        return self.compare(figure[self.rule.aggregate], self.rule.value), upcoming
+        return self.compare(figure[aggregate], self.rule.value)
+
+
+def _leaving_can_flip(rule: AggregateRule, holds: bool, values: Sequence[float]) -> bool:
+    """Whether facts leaving the window can flip this answer. Leaving only ever removes facts,
+    so a count, a sum of non-negative values and a maximum can only fall (a minimum and a sum
+    of non-positive values only rise): a count that is below its threshold stays below, and
+    waking the customer then would decide nothing new. Most windowed rules of a shop ("2
+    orders in 90 days", "spent 500 in a year") are false for most customers; without this
+    each of them got a timer per event that could never change its answer."""
+    if rule.op in {"==", "!="} or rule.aggregate == "avg":
+        return True
+    if rule.aggregate in {"min", "max"} and holds:
+        return True  # an emptied window is false whatever the comparison
+    falls = rule.aggregate in {"count", "max"} or (
+        rule.aggregate == "sum" and all(v >= 0 for v in values)
+    )
+    rises = rule.aggregate == "min" or (rule.aggregate == "sum" and all(v <= 0 for v in values))
+    if not (falls or rises):
+        return True
+    toward_true = rises if rule.op in {">=", ">"} else falls
+    return holds != toward_true
 
 
 def _last_before(
@@ -265,14 +290,25 @@ class AllNode(Node):
         self.children = children
 
     def evaluate(self, ctx: Context) -> Result:
-        results = [c.evaluate(ctx) for c in self.children]
-        return all(r[0] for r in results), earliest(*(r[1] for r in results))
+        return _combined(self.children, ctx, all, deciding=False)
 
 
 class AnyNode(AllNode):
     def evaluate(self, ctx: Context) -> Result:
-        results = [c.evaluate(ctx) for c in self.children]
-        return any(r[0] for r in results), earliest(*(r[1] for r in results))
+        return _combined(self.children, ctx, any, deciding=True)
+
+
+def _combined(
+    children: Sequence[Node], ctx: Context, combine: Callable[[list[bool]], bool], deciding: bool
+) -> Result:
+    """`all` (a false child decides) or `any` (a true child decides). A deciding child whose
+    answer time cannot change decides for good, so the combination has no next change either
+    (only a new event, or a change of a referenced segment, which re-decides it, can)."""
+    results = [c.evaluate(ctx) for c in children]
+    holds = combine([r[0] for r in results])
+    if any(h == deciding and upcoming is None for h, upcoming in results):
+        return holds, None
+    return holds, earliest(*(r[1] for r in results))
 
 
 class NotNode(Node):

@@ -45,8 +45,50 @@ where: {aggregate: sum, event: Order Completed, property: revenue, within_days: 
 def test_sum_within_window_and_when_it_lapses() -> None:
     orders = {("Order Completed", "revenue"): [(NOW - 20 * DAY, 60.0), (NOW - 2 * DAY, 50.0)]}
     assert run(SPEND, orders) == (True, NOW + 10 * DAY)  # the older order leaves in 10 days
-    assert run(SPEND, orders, now=NOW + 10 * DAY) == (False, NOW + 28 * DAY)
+    # 50 left of 100 needed: orders leaving can only lower it, so no timer for this customer
+    assert run(SPEND, orders, now=NOW + 10 * DAY) == (False, None)
     assert run(SPEND, {}) == (False, None)
+    # a refund (a negative value) can lift the sum when it leaves: look again then
+    refunded = {("Order Completed", "revenue"): [(NOW - 20 * DAY, -30.0), (NOW - DAY, 110.0)]}
+    assert run(SPEND, refunded) == (False, NOW + 10 * DAY)
+    # an order stamped in the future still enters the window when its time comes
+    ahead = {("Order Completed", "revenue"): [(NOW - DAY, 50.0), (NOW + 3 * DAY, 60.0)]}
+    assert run(SPEND, ahead) == (False, NOW + 3 * DAY)
+
+
+def test_a_timer_only_where_facts_leaving_the_window_can_flip_the_answer() -> None:
+    day_old = [(NOW - DAY, 2.0), (NOW - DAY, 6.0)]
+    facts = {("E", OCCURRENCE): [(NOW - DAY, None)] * 3, ("E", "v"): day_old}
+    leaves = NOW + 6 * DAY
+    for aggregate, op, value, expected in [
+        ("count", ">=", 3, (True, leaves)),
+        ("count", ">=", 4, (False, None)),
+        ("count", "<", 4, (True, None)),
+        ("count", "<", 3, (False, leaves)),
+        ("count", "==", 3, (True, leaves)),
+        ("max", ">=", 9, (False, None)),
+        ("max", "<", 5, (False, leaves)),
+        ("max", "<", 9, (True, leaves)),  # an emptied window is false
+        ("min", "<", 1, (False, None)),
+        ("min", ">=", 3, (False, leaves)),
+        ("avg", ">=", 9, (False, leaves)),
+    ]:
+        prop = "" if aggregate == "count" else ", property: v"
+        rule = f"{{aggregate: {aggregate}, event: E{prop}, within_days: 7, op: '{op}', "
+        rule += f"value: {value}}}"
+        assert run(seg(f"id: s\nname: s\nwhere: {rule}\n"), facts) == expected, rule
+
+
+def test_a_combination_decided_by_a_child_time_cannot_change_has_no_timer() -> None:
+    facts = {("Visit", OCCURRENCE): [(NOW - DAY, None)]}
+    visited = "{aggregate: count, event: Visit, within_days: 7, value: 1}"
+    two_visits = "{aggregate: count, event: Visit, within_days: 7, value: 2}"
+    both = seg(f"id: b\nname: b\nwhere: {{all: [{visited}, {two_visits}]}}\n")
+    assert run(both, facts) == (False, None)  # the second can never become true by time
+    either = seg(f"id: e\nname: e\nwhere: {{any: [{visited}, {two_visits}]}}\n")
+    assert run(either, facts) == (True, NOW + 6 * DAY)  # the visit leaving ends it
+    stuck = seg(f"id: s\nname: s\nwhere: {{any: [{visited}, {{not_done: Order, for_days: 3}}]}}\n")
+    assert run(stuck, facts) == (True, None)  # never ordered: true until an event
 
 
 def test_count_avg_min_max() -> None:
