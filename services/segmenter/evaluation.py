@@ -171,8 +171,9 @@ class AggregateNode(Node):
             return self.compare(sum(values), self.rule.value)
         if not values:
             return False
-        figure = {"avg": sum(values) / len(values), "min": min(values), "max": max(values)}
-        return self.compare(figure[aggregate], self.rule.value)
+        if aggregate == "avg":
+            return self.compare(sum(values) / len(values), self.rule.value)
+        return self.compare(min(values) if aggregate == "min" else max(values), self.rule.value)
 
 
 def _leaving_can_flip(rule: AggregateRule, holds: bool, values: Sequence[float]) -> bool:
