@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
@@ -31,6 +31,7 @@ from shared.topics import SEGMENT_CHANGES
 
 SOURCE = "journeyman/segmenter"
 ORDER_COMPLETED = "Order Completed"
+_NEVER = datetime.max.replace(tzinfo=UTC)  # later than any timer
 
 
 def _number(value: Any) -> float | None:
@@ -108,7 +109,10 @@ def decision_changes(
 ) -> tuple[Changes, list[OutRecord]]:
     """The rows these decisions write and their change records.
 
-    With `timers` (what is stored), only timers that moved are written. A profile's changes
+    With `timers` (what is stored), a timer is written only where none is stored or the new
+    one is earlier: a stored earlier one wakes the customer a little early, which is harmless
+    (the clock decides again and re-arms), and it spares an active customer a timer write on
+    every event ("not seen for 30 days" moves with each visit). A profile's changes
     continue the trace of the event that caused them (`traces`, by profile; a new trace
     without one) as one span: one random span id per profile, not two ids per record."""
     changes, out = Changes(), []
@@ -139,7 +143,7 @@ def decision_changes(
             changes.cleared += [(d.profile_id, s) for s in d.cleared]
         else:
             changes.due += [(d.profile_id, s, at) for s, at in d.timers
-                            if timers.get((d.profile_id, s)) != at]  # fmt: skip
+                            if at < timers.get((d.profile_id, s), _NEVER)]  # fmt: skip
             changes.cleared += [(d.profile_id, s) for s in d.cleared if (d.profile_id, s) in timers]
     return changes, out
 

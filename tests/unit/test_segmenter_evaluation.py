@@ -246,6 +246,15 @@ def test_changes_continue_the_trace_of_their_event_one_span_per_profile() -> Non
     assert traces[3][1] != traces[0][1]  # no parent: a trace of its own
 
 
+def test_a_timer_is_written_only_when_none_is_stored_or_it_comes_sooner() -> None:
+    decision = Decision("p", timers=[("quiet", NOW + 30 * DAY), ("lapsed", NOW + DAY)])
+    decision.timers.append(("birthday", NOW + 9 * DAY))
+    stored = {("p", "quiet"): NOW + 20 * DAY, ("p", "lapsed"): NOW + 2 * DAY}
+    changes, _ = decision_changes([decision], {"p": {"version": 2}}, NOW, timers=stored)
+    # quiet: the stored, earlier wake stays (the clock re-arms it then); lapsed comes sooner
+    assert changes.due == [("p", "lapsed", NOW + DAY), ("p", "birthday", NOW + 9 * DAY)]
+
+
 def test_rfm_names_follow_the_first_matching_range() -> None:
     config = RfmConfig()
     assert config.name_of(5, 5, 5) == "rfm-champions"
