@@ -131,6 +131,15 @@ async def relation_bytes(db: asyncpg.Connection, schema: str, tables: Sequence[s
     )
 
 
+async def outbox_emptied(db: asyncpg.Connection, schema: str, poll_s: float) -> None:
+    """Return once the service's outbox holds no row: every record written so far was
+    published (the relay deletes a row in the transaction that waited for its ack). EXISTS,
+    not count(*): counting an outbox full of deleted rows several times a second was itself a
+    load on the database the service shares."""
+    while await db.fetchval(f"SELECT EXISTS (SELECT FROM {schema}.outbox)"):  # noqa: S608, ASYNC110
+        await asyncio.sleep(poll_s)  # (a table another task empties: nothing to wait on)
+
+
 async def produce_all(
     bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes]]
 ) -> float:

@@ -41,6 +41,7 @@ from journeyman.bench.common import (
     checkpoint_watch,
     embedded_stack,
     fixed_rate_latency,
+    outbox_emptied,
     percentile,
     produce_all,
     raw_passthrough,
@@ -149,21 +150,19 @@ async def _consume_all(app: Any, total: int) -> tuple[Throughput, float]:
 
 
 async def _outbox_empty(dsn: str, started: float) -> float:
-    """Seconds from `started` until the outbox is empty: every record written so far was
-    published (the relay deletes a row in the transaction that waited for its ack)."""
+    """Seconds from `started` until every outbox record written so far was published."""
     db = await asyncpg.connect(dsn)
     try:
-        while await db.fetchval("SELECT EXISTS (SELECT 1 FROM journey.outbox)"):  # noqa: ASYNC110
-            await asyncio.sleep(0.05)  # (a table another task empties: nothing to wait on)
+        await outbox_emptied(db, "journey", 0.05)
     finally:
         await db.close()
     return time.perf_counter() - started
 
 
 async def _outbox_drained(dsn: str) -> None:
-    await _outbox_empty(dsn, time.perf_counter())
     db = await asyncpg.connect(dsn)
     try:
+        await outbox_emptied(db, "journey", 0.05)
         await db.execute("VACUUM ANALYZE journey.outbox, journey.instances, journey.timers")
     finally:
         await db.close()

@@ -29,7 +29,14 @@ import asyncpg
 import orjson
 from rich.console import Console
 
-from journeyman.bench.common import Throughput, asyncpg_dsn, produce_all, raw_passthrough, report
+from journeyman.bench.common import (
+    Throughput,
+    asyncpg_dsn,
+    outbox_emptied,
+    produce_all,
+    raw_passthrough,
+    report,
+)
 from journeyman.bench.profile_floor import measure_floor
 from journeyman.embedded import EmbeddedKafka, EmbeddedPostgres
 from journeyman.shop import CATALOGUE, customers, traffic
@@ -106,12 +113,7 @@ async def _profile_consumer(settings: Settings, total: int) -> tuple[Throughput,
     try:
         await done.wait()
         applied = time.perf_counter() - started[0]
-        # EXISTS ten times a second: count(*) fifty times a second over an outbox full of
-        # deleted rows was itself a load on the database the consumer shares
-        while True:
-            if not await db.fetchval("SELECT EXISTS (SELECT FROM profile.outbox)"):
-                break
-            await asyncio.sleep(0.1)
+        await outbox_emptied(db, "profile", 0.1)
         elapsed = time.perf_counter() - started[0]
         cpu = time.process_time() - started[1]
         profiles = int(await db.fetchval("SELECT count(*) FROM profile.profiles"))

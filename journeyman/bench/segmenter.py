@@ -40,6 +40,7 @@ from journeyman.bench.common import (
     checkpoint_watch,
     embedded_stack,
     fixed_rate_latency,
+    outbox_emptied,
     percentile,
     produce_all,
     raw_passthrough,
@@ -199,8 +200,7 @@ async def _outbox_drained(dsn: str) -> None:
     measures the path of one change, not the queue behind it."""
     db = await asyncpg.connect(dsn)
     try:
-        while await db.fetchval("SELECT count(*) FROM segmenter.outbox"):  # noqa: ASYNC110
-            await asyncio.sleep(0.2)  # (a table another task empties: nothing to wait on)
+        await outbox_emptied(db, "segmenter", 0.2)
         # What autovacuum would have done by now on a long-running base (it wakes once a
         # minute): fresh statistics and no dead outbox rows for the relay to step over.
         await db.execute(

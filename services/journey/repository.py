@@ -182,11 +182,11 @@ def _instance_rows(changed: Iterable[Instance], new: Collection[str]) -> tuple[l
                 "entry_key": i.entry_key,
                 "entered_at": i.entered_at,
             }
-            made.append(row)
-            made_states.append(json_text(i.document()))
+            rows, states = made, made_states
         else:
-            moved.append(row)
-            moved_states.append(json_text(i.document()))
+            rows, states = moved, moved_states
+        rows.append(row)
+        states.append(json_text(i.document()))
     return moved, moved_states, made, made_states
 
 
