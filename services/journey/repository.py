@@ -37,7 +37,7 @@ from services.journey.models import (
 from services.journey.state import CounterKey, Instance, StoredProfile, Timer
 from shared.codec import json_text
 from shared.contracts import ProfileSnapshot
-from shared.db import driver_connection
+from shared.db import driver_connection, fetch_first
 
 S = "journey"
 _INSTANCE_COLUMNS = (
@@ -54,7 +54,8 @@ async def mark_seen(conn: AsyncConnection, message_ids: Sequence[str]) -> set[st
     """Record message ids; return those not seen before (the others are redeliveries)."""
     if not message_ids:
         return set()
-    rows = await (await pg(conn)).fetch(
+    rows = await fetch_first(  # a batch's first statement: it opens the transaction
+        conn,
         f"INSERT INTO {S}.seen_messages (message_id) SELECT * FROM unnest($1::text[])"
         " ON CONFLICT DO NOTHING RETURNING message_id",
         sorted(set(message_ids)),
