@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             [PROFILE_EVENTS, SEGMENT_CHANGES],
             "journey",
             events_handler(runtime, relay, registry, engine, time_source),
+            config.journey_lanes,
         )
         for loop in loops:
             await loop.start()

@@ -4,6 +4,7 @@ call per batch in one transaction that also writes the outbox."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from services.journey.engine import Engine
 from services.journey.models import outbox
@@ -31,17 +32,14 @@ def events_handler(
         decoded_changes, rejected_changes = decode_all(changes, _segment_change)
         batch = [(item, rec.headers.get("traceparent")) for rec, item in decoded]
         now = clock.now()
-        try:
-            async with runtime.engine.begin() as conn:
-                out = await apply_profile_events(conn, registry, engine, batch, now)
-                out += await apply_segment_changes(
-                    conn, registry, engine, [c for _, c in decoded_changes], now
-                )
-                await add_to_outbox(conn, outbox, out)
-        except BaseException:
-            registry.dates_rolled_back()
-            raise
-        registry.dates_committed()
+        dates: dict[tuple[str, str], datetime] = {}  # forgotten if the transaction fails
+        async with runtime.engine.begin() as conn:
+            out = await apply_profile_events(conn, registry, engine, batch, now, dates=dates)
+            out += await apply_segment_changes(
+                conn, registry, engine, [c for _, c in decoded_changes], now
+            )
+            await add_to_outbox(conn, outbox, out)
+        registry.dates_committed(dates)
         relay.wake()
         return [*rejected, *rejected_changes]
 

@@ -3,6 +3,7 @@ version new customers enter, and whether each journey is active, paused or archi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -21,21 +22,14 @@ class Registry:
     planned_dates: dict[tuple[str, str], datetime] = field(default_factory=dict, repr=False)
     """Date-trigger timers this replica wrote and committed, so returning customers cost no
     write."""
-    _written_dates: dict[tuple[str, str], datetime] = field(default_factory=dict, repr=False)
 
-    def dates_written(self, written: dict[tuple[str, str], datetime]) -> None:
-        """Date timers written by the transaction under way; remembered only once it commits
-        (`dates_committed`): a batch rolled back and retried must write them again."""
-        self._written_dates.update(written)
-
-    def dates_committed(self) -> None:
+    def dates_committed(self, written: Mapping[tuple[str, str], datetime]) -> None:
+        """Date timers a transaction wrote, remembered once it committed: a batch rolled back
+        and retried must write them again. Each transaction keeps its own until then (the
+        consumer's lanes commit one by one)."""
         if len(self.planned_dates) > 500_000:
             self.planned_dates.clear()
-        self.planned_dates.update(self._written_dates)
-        self._written_dates.clear()
-
-    def dates_rolled_back(self) -> None:
-        self._written_dates.clear()
+        self.planned_dates.update(written)
 
     def changed(self) -> None:
         """Forget the indexes after versions or statuses change."""

@@ -33,8 +33,11 @@ async def apply_profile_events(
     engine: Engine,
     batch: Sequence[tuple[ProfileEventRecord, str | None]],
     now: datetime,
+    *,
+    dates: dict[tuple[str, str], datetime],
 ) -> list[OutRecord]:
-    """Events move running instances (goals, exits, waits) and start new ones (triggers)."""
+    """Events move running instances (goals, exits, waits) and start new ones (triggers).
+    `dates` gets the date-trigger timers written, for `Registry.dates_committed`."""
     # Only events a journey knows can move anything; only they need deduplicating.
     keyed = [
         (str(r.event.get("messageId") or id(r)), (r, tp))
@@ -45,7 +48,7 @@ async def apply_profile_events(
     fresh: list[tuple[ProfileEventRecord, str | None]] = fresh_ids(keyed, new)
     dated = [r.profile for r, _ in batch] if registry.date_triggered() else []
     if not fresh:
-        moved = _moved_dates(registry, engine, dated, now, {})
+        moved = _moved_dates(registry, engine, dated, now, {}, written=dates)
         snapshots = _snapshots_to_save(dated, moved)
         await repository.write(conn, repository.Writes(timers=moved, profiles=snapshots), now)
         return []
@@ -87,7 +90,7 @@ async def apply_profile_events(
     # Timers run on the stored snapshot: keep it fresh for customers with instances (and for
     # those whose date timer moved), in one statement.
     keep = [latest[p] for p in work.by_profile if p in latest]
-    moved = _moved_dates(registry, engine, dated, now, last)
+    moved = _moved_dates(registry, engine, dated, now, last, written=dates)
     # Date timers and snapshots in the same statement as the steps' writes.
     return await work.flush(conn, moved, profiles=_snapshots_to_save(dated, moved, keep))
 
@@ -105,16 +108,18 @@ def _moved_dates(
     snapshots: Sequence[ProfileSnapshot],
     now: datetime,
     last: dict[str, dict[str, datetime]],
+    *,
+    written: dict[tuple[str, str], datetime],
 ) -> list[Timer]:
-    """Date-trigger timers of the batch's customers that moved (only those are written),
-    remembered as planned once the transaction commits."""
+    """Date-trigger timers of the batch's customers that moved (only those are written), added
+    to the transaction's `written`: remembered as planned once it commits."""
     planned = date_timers(registry, snapshots, now, last, engine.time_scale) if snapshots else []
     moved = [
         t
         for t in planned
         if registry.planned_dates.get((t.journey_id, t.profile_id or "")) != t.due_at
     ]
-    registry.dates_written({(t.journey_id, t.profile_id or ""): t.due_at for t in moved})
+    written.update({(t.journey_id, t.profile_id or ""): t.due_at for t in moved})
     return moved
 
 

@@ -17,6 +17,14 @@ class JourneySettings(Settings):
         "consumer still gets large batches (records pile up while it works); an idle one asks "
         "the broker 50 times a second.",
     )
+    journey_lanes: int = Field(
+        default=2,
+        ge=1,
+        description="Groups of customers (split by record key) a batch of 200 records or more "
+        "is handled in at once, each in its own transaction: one group's database round trips "
+        "overlap another's engine work. A customer's instances, timers and entries are theirs "
+        "alone; counters are sharded per transaction, so the groups do not wait on each other.",
+    )
     journey_extra_dirs: list[str] = Field(
         default_factory=list,
         description="More directories of journey files loaded after journeys_dir (JSON list).",

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from services.journey.app import create_app
 from services.journey.settings import JourneySettings
@@ -447,3 +448,33 @@ async def test_two_orders_in_one_batch_are_both_thanked(settings: Settings, tmp_
         async with running(create_app(config, ManualClock(START))):
             got = await dispatch.read(3)
             assert len({d for _, d in sends(got, pid)}) == 3
+
+
+async def test_a_large_batch_handled_in_lanes_thanks_each_customer_once(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Hundreds of orders queued before the engine starts reach it as one large batch, handled
+    in two lanes at once: each customer is thanked once, and redelivered records change
+    nothing."""
+    config = _config(settings, tmp_path, {"thanks": THANKS})
+    assert config.journey_lanes == 2
+    run = uuid.uuid4().hex[:6]
+    pids = [f"lane-{run}-{i}" for i in range(300)]
+    async with TopicReader(config, DISPATCH) as dispatch:
+        producer = AIOKafkaProducer(bootstrap_servers=config.kafka_bootstrap_servers)
+        await producer.start()
+        try:
+            for pid in pids:  # each customer: an order, then its redelivery
+                order = record(pid, f"{pid}-1", "Order Completed", START)
+                for _ in range(2):
+                    await producer.send(PROFILE_EVENTS, value=order, key=pid.encode())
+            await producer.flush()
+        finally:
+            await producer.stop()
+        async with running(create_app(config, ManualClock(START))):
+            read: list[Any] = await dispatch.read(len(pids))
+            got = [orjson.loads(r.value) for r in read]
+            assert sorted(d["profile_id"] for d in got) == sorted(pids)
+            assert len({d["dispatch_id"] for d in got}) == len(pids)
+            late: list[Any] = await dispatch.read_for(1.0)
+            assert [r for r in late if orjson.loads(r.value)["profile_id"] in set(pids)] == []

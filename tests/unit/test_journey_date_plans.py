@@ -36,10 +36,29 @@ def _born(pid: str) -> ProfileSnapshot:
 
 def test_a_rolled_back_batch_plans_its_date_timers_again() -> None:
     registry, engine, people = _registry(), Engine(), [_born("p1"), _born("p2")]
-    first = _moved_dates(registry, engine, people, NOW, {})
+    failed: dict[tuple[str, str], datetime] = {}
+    first = _moved_dates(registry, engine, people, NOW, {}, written=failed)
     assert {t.profile_id for t in first} == {"p1", "p2"}
-    registry.dates_rolled_back()  # the transaction that wrote them failed
-    again = _moved_dates(registry, engine, people, NOW, {})
+    assert set(failed) == {("bday", "p1"), ("bday", "p2")}
+    # the transaction that wrote them failed: its plans are dropped, never committed
+    written: dict[tuple[str, str], datetime] = {}
+    again = _moved_dates(registry, engine, people, NOW, {}, written=written)
     assert [(t.profile_id, t.due_at) for t in again] == [(t.profile_id, t.due_at) for t in first]
-    registry.dates_committed()
-    assert _moved_dates(registry, engine, people, NOW, {}) == []  # written once committed
+    registry.dates_committed(written)
+    assert (
+        _moved_dates(registry, engine, people, NOW, {}, written={}) == []
+    )  # written once committed
+
+
+def test_two_lanes_keep_their_plans_apart() -> None:
+    """One lane's rollback does not forget what the other wrote, nor commit what it did not."""
+    registry, engine = _registry(), Engine()
+    lane_a: dict[tuple[str, str], datetime] = {}
+    lane_b: dict[tuple[str, str], datetime] = {}
+    _moved_dates(registry, engine, [_born("p1")], NOW, {}, written=lane_a)
+    _moved_dates(registry, engine, [_born("p2")], NOW, {}, written=lane_b)
+    registry.dates_committed(lane_a)  # lane b rolls back
+    assert [
+        t.profile_id
+        for t in _moved_dates(registry, engine, [_born("p1"), _born("p2")], NOW, {}, written={})
+    ] == ["p2"]
