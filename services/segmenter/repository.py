@@ -25,7 +25,7 @@ from services.segmenter.models import (
     segment_timers,
 )
 from shared.codec import dumps
-from shared.db import any_of, driver_connection
+from shared.db import any_of, driver_connection, fetch_first
 
 ProfileFacts = dict[FactKey, list[tuple[datetime, float | None]]]
 FactRow = tuple[str, str, str, datetime, float | None]  # profile, event, property, at, value
@@ -36,19 +36,17 @@ async def stored_for_update(
     conn: AsyncConnection, profile_ids: Iterable[str]
 ) -> dict[str, tuple[int, dict[str, Any]]]:
     """Last applied version and snapshot per known profile, rows locked against the clock (a
-    statement of its own: what is read after it must see what the lock waited for). Plain SQL
-    through SQLAlchemy, no statement to build: as a batch's first statement it opens the
-    transaction with it (on the driver it would cost a round trip more)."""
+    statement of its own: what is read after it must see what the lock waited for). A
+    batch's first statement: it opens the transaction (`fetch_first`)."""
     ids = sorted(set(profile_ids))
     if not ids:
         return {}
-    rows: Sequence[Any] = (
-        await conn.exec_driver_sql(
-            "SELECT profile_id, version, snapshot FROM segmenter.profiles"
-            " WHERE profile_id = ANY($1::text[]) ORDER BY profile_id FOR UPDATE",
-            (ids,),
-        )
-    ).all()
+    rows = await fetch_first(
+        conn,
+        "SELECT profile_id, version, snapshot FROM segmenter.profiles"
+        " WHERE profile_id = ANY($1::text[]) ORDER BY profile_id FOR UPDATE",
+        ids,
+    )
     return {r[0]: (r[1], r[2]) for r in rows}
 
 
