@@ -12,13 +12,14 @@ from sqlalchemy import func, insert, select
 from services.profile.models import outbox
 from shared.db import create_engine
 from shared.kafka import OutRecord
-from shared.outbox import OutboxRelay, add_to_outbox
+from shared.outbox import COPY_FROM_ROWS, OutboxRelay, add_to_outbox
 from shared.runtime import Runtime
 from shared.settings import Settings
 from tests.helpers import TopicReader
 
 pytestmark = pytest.mark.integration
 TOPIC = "jm.segment-changes"  # any topic of ours nobody else writes to in this test
+SIZES = (50, COPY_FROM_ROWS + 50, 3)  # small batches go in with an INSERT, large ones with COPY
 
 
 @pytest.fixture
@@ -55,15 +56,15 @@ async def test_committed_once_in_order_and_rollback_emits_nothing(
     run = uuid.uuid4().hex[:6]
     try:
         async with TopicReader(settings, TOPIC) as reader:
-            for chunk in range(3):
+            for chunk, size in enumerate(SIZES):
                 async with runtime.engine.begin() as conn:
-                    await add_to_outbox(conn, outbox, _records(f"{run}-{chunk}", 50))
+                    await add_to_outbox(conn, outbox, _records(f"{run}-{chunk}", size))
             with pytest.raises(RuntimeError, match="state change failed"):
                 await _failing_transaction(runtime, _records(f"{run}-rolled-back", 5))
-            got = await reader.read(150)
+            got = await reader.read(sum(SIZES))
             more = await reader.read_for(1.5)  # nothing else arrives
         values = [r.value.decode() for r in [*got, *more]]  # type: ignore[attr-defined]
-        assert values == [f"{run}-{c}-{i}" for c in range(3) for i in range(50)]
+        assert values == [f"{run}-{c}-{i}" for c, size in enumerate(SIZES) for i in range(size)]
         assert await _rows(runtime) == 0
     finally:
         await relay.stop()
@@ -88,4 +89,28 @@ async def test_rows_left_behind_are_recovered(runtime: Runtime, settings: Settin
         finally:
             await relay.stop()
     assert [r.value.decode() for r in got] == [f"{run}-{i}" for i in range(20)]  # type: ignore[attr-defined]
+    assert await _rows(runtime) == 0
+
+
+async def test_rows_of_either_write_path_are_recovered_with_their_headers(
+    runtime: Runtime, settings: Settings
+) -> None:
+    """Rows written by `add_to_outbox` in a process with no relay (one that died before
+    publishing): a small batch (INSERT) and a large one (COPY) come back whole, in order."""
+    run = uuid.uuid4().hex[:6]
+    sizes = (3, COPY_FROM_ROWS + 1)
+    for chunk, size in enumerate(sizes):
+        records = [OutRecord(TOPIC, f"{run}-{chunk}-{i}".encode(), b"k", [("n", str(i).encode())])
+                   for i in range(size)]  # fmt: skip
+        async with runtime.engine.begin() as conn:
+            await add_to_outbox(conn, outbox, records)
+    relay = OutboxRelay(runtime.engine, outbox, runtime.producer, grace_s=0.0)
+    async with TopicReader(settings, TOPIC) as reader:
+        await relay.start()
+        try:
+            got = await reader.read(sum(sizes))
+        finally:
+            await relay.stop()
+    expected = [(f"{run}-{c}-{i}", str(i)) for c, size in enumerate(sizes) for i in range(size)]
+    assert [(r.value.decode(), dict(r.headers)["n"].decode()) for r in got] == expected  # type: ignore[attr-defined]
     assert await _rows(runtime) == 0
