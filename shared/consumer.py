@@ -149,9 +149,8 @@ class BatchConsumer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._committing is not None:  # the last batch's offsets, if they are on their way
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await self._committing
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await self._committed()  # the last batch's offsets, if they are on their way
         await self._consumer.stop()
 
     async def _run(self) -> None:

@@ -75,28 +75,36 @@ async def driver_connection(conn: AsyncConnection) -> asyncpg.Connection:
     sent to the driver before that would run and commit on its own (surviving the caller's
     rollback, locking nothing), so a trivial statement through SQLAlchemy opens the
     transaction first when it is not open yet."""
-    raw = await conn.get_raw_connection()
-    driver: asyncpg.Connection = raw.driver_connection
+    driver = await _driver_of(conn)
     if not driver.is_in_transaction():
-        # Through SQLAlchemy, not the adapter's BEGIN directly: a dead connection found here
-        # must be invalidated by SQLAlchemy's disconnect handling, not returned to the pool.
-        await conn.exec_driver_sql("SELECT 1")
-        if not driver.is_in_transaction():
-            raise RuntimeError("driver statements must run in a transaction (engine.begin())")
+        await _open_with(conn, driver, "SELECT 1")
     return driver
 
 
 async def fetch_first(conn: AsyncConnection, sql: str, *args: Any) -> Sequence[Sequence[Any]]:
     """`sql`'s rows in the caller's transaction, for a transaction's first statement: when the
-    transaction is not open yet, the statement goes through SQLAlchemy, which opens it (and
-    handles a dead connection) with this statement rather than with `driver_connection`'s
+    transaction is not open yet, `sql` itself opens it rather than `driver_connection`'s
     `SELECT 1`; one round trip less a transaction. Rows are indexed by position."""
-    raw = await conn.get_raw_connection()
-    driver: asyncpg.Connection = raw.driver_connection
+    driver = await _driver_of(conn)
     if driver.is_in_transaction():
         records: list[asyncpg.Record] = await driver.fetch(sql, *args)
         return records
-    rows = (await conn.exec_driver_sql(sql, args)).all()
+    return await _open_with(conn, driver, sql, *args)
+
+
+async def _driver_of(conn: AsyncConnection) -> asyncpg.Connection:
+    raw = await conn.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    return driver
+
+
+async def _open_with(
+    conn: AsyncConnection, driver: asyncpg.Connection, sql: str, *args: Any
+) -> Sequence[Sequence[Any]]:
+    """Run `sql` through SQLAlchemy, which sends BEGIN before it. Through SQLAlchemy, not the
+    adapter's BEGIN directly: a dead connection found here must be invalidated by SQLAlchemy's
+    disconnect handling, not returned to the pool."""
+    rows = (await conn.exec_driver_sql(sql, args or None)).all()
     if not driver.is_in_transaction():
         raise RuntimeError("driver statements must run in a transaction (engine.begin())")
     return rows

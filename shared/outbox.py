@@ -77,25 +77,8 @@ async def add_to_outbox(conn: AsyncConnection, table: Table, records: Sequence[O
     if not records:
         return
     driver = await driver_connection(conn)
-    if len(records) <= COPY_FROM_ROWS:
-        ids = await _insert_returning_ids(driver, table, records)
-    else:
-        ids = sorted(
-            await driver.fetchval(
-                f"SELECT array_agg(nextval({_sequence_of(table)!r}::regclass)) "  # noqa: S608
-                "FROM generate_series(1, $1)",
-                len(records),
-            )
-        )
-        await driver.copy_records_to_table(
-            table.name,
-            schema_name=table.schema,
-            columns=("id", "topic", "key", "value", "headers"),
-            records=[
-                (id_, r.topic, r.key, r.value, headers_json(r.headers))
-                for id_, r in zip(ids, records, strict=True)
-            ],
-        )
+    write = _insert_returning_ids if len(records) <= COPY_FROM_ROWS else _copy_returning_ids
+    ids = await write(driver, table, records)
     relay = _RELAYS.get(table.fullname)
     if relay is not None:
         staged = [(id_, _trimmed(r)) for id_, r in zip(ids, records, strict=True)]
@@ -117,6 +100,29 @@ async def _insert_returning_ids(
         [headers_json(r.headers) for r in records],
     )
     return sorted(row[0] for row in rows)
+
+
+async def _copy_returning_ids(
+    driver: asyncpg.Connection, table: Table, records: Sequence[OutRecord]
+) -> list[int]:
+    """Many rows: their ids drawn in one statement, then binary COPY."""
+    ids: list[int] = sorted(
+        await driver.fetchval(
+            f"SELECT array_agg(nextval({_sequence_of(table)!r}::regclass)) "  # noqa: S608
+            "FROM generate_series(1, $1)",
+            len(records),
+        )
+    )
+    await driver.copy_records_to_table(
+        table.name,
+        schema_name=table.schema,
+        columns=("id", "topic", "key", "value", "headers"),
+        records=[
+            (id_, r.topic, r.key, r.value, headers_json(r.headers))
+            for id_, r in zip(ids, records, strict=True)
+        ],
+    )
+    return ids
 
 
 def _trimmed(record: OutRecord) -> OutRecord:

@@ -13,6 +13,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from fastapi import FastAPI
 
+from shared.consumer import BatchConsumer
 from shared.settings import Settings
 
 T = TypeVar("T")
@@ -39,6 +40,19 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+async def consume(consumer: BatchConsumer, count: int, what: str) -> None:
+    """Start `consumer`, wait until it has handled `count` records, stop it."""
+    await consumer.start()
+    try:
+
+        async def handled() -> bool:
+            return consumer.processed >= count
+
+        await eventually(handled, what=what)
+    finally:
+        await consumer.stop()
 
 
 async def produce(

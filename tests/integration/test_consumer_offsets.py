@@ -14,7 +14,7 @@ from shared.consumer import BatchConsumer, Record, Rejected
 from shared.kafka import Producer
 from shared.settings import Settings
 from shared.topics import EVENTS
-from tests.helpers import eventually, produce, total_records
+from tests.helpers import consume, produce, total_records
 
 pytestmark = pytest.mark.integration
 
@@ -51,15 +51,9 @@ async def test_background_commits_reach_the_last_record(settings: Settings) -> N
     consumer = BatchConsumer(
         settings, topics=[EVENTS], group=group, handler=handler, producer=producer
     )
-    await consumer.start()
     try:
-
-        async def handled() -> bool:
-            return consumer.processed >= backlog
-
-        await eventually(handled, what="the consumer to handle the topic")
+        await consume(consumer, backlog, "the consumer to handle the topic")
     finally:
-        await consumer.stop()
         await producer.stop()
     assert len(seen) == len(set(seen)) >= backlog  # each record handed over once
     committed, ends = await _committed(settings, group)

@@ -15,7 +15,7 @@ from services.profile.consumer import events_handler
 from shared.consumer import BatchConsumer
 from shared.settings import Settings
 from shared.topics import DEAD_LETTER, EVENTS
-from tests.helpers import TopicReader, eventually, produce, running, total_records
+from tests.helpers import TopicReader, consume, eventually, produce, running, total_records
 
 pytestmark = pytest.mark.integration
 OPS = {"Authorization": "Bearer ops-read"}
@@ -87,15 +87,7 @@ async def test_same_message_twice_changes_the_profile_once(settings: Settings) -
             handler=events_handler(runtime, runtime.relays[0]), producer=runtime.producer,
         )  # fmt: skip
         backlog = await total_records(settings, EVENTS)
-        await replay.start()
-        try:
-
-            async def replayed() -> bool:
-                return replay.processed >= backlog
-
-            await eventually(replayed, what="the replay to pass our records")
-        finally:
-            await replay.stop()
+        await consume(replay, backlog, "the replay to pass our records")
         again = await _profile(client, user)
         assert again is not None
         assert again["behaviour"] == profile["behaviour"]
