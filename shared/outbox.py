@@ -3,12 +3,15 @@ the same transaction as its state change; the relay publishes them afterwards. N
 when the broker is away, and none is emitted for a change that rolled back.
 
 Two paths, one guarantee. The fast path: when a transaction that wrote outbox rows commits, the
-relay of this process gets the records it already has in memory and publishes those whose rows
-it can delete (`DELETE ... RETURNING`: a row that did not commit cannot be deleted, so nothing
-of a rolled-back change leaves). Rows are deleted in the same transaction that waits for the
-broker's acknowledgement, so a failed publish leaves them in place. The recovery path: rows
-older than a grace period (a crashed process, a broker outage) are read in id order with
-`FOR UPDATE SKIP LOCKED` and published; any number of replicas can run it side by side.
+relay of this process gets the records it already has in memory. When the writer says its
+commit returned (`wake(conn)`), they are published at once and their rows deleted afterwards,
+off the records' path; a crash in between publishes them again (consumers are idempotent),
+never loses them. Otherwise the relay publishes those whose rows it can delete (`DELETE ...
+RETURNING`: a row that did not commit cannot be deleted, so nothing of a rolled-back change
+leaves), in the transaction that waits for the broker's acknowledgement, so a failed publish
+leaves them in place. The recovery path: rows older than a grace period (a crashed process, a
+broker outage) are read in id order with `FOR UPDATE SKIP LOCKED` and published; any number of
+replicas can run it side by side.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import contextlib
 import itertools
 import logging
 import time
+import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -82,7 +87,13 @@ async def add_to_outbox(conn: AsyncConnection, table: Table, records: Sequence[O
     relay = _RELAYS.get(table.fullname)
     if relay is not None:
         staged = [(id_, _trimmed(r)) for id_, r in zip(ids, records, strict=True)]
-        event.listen(conn.sync_connection, "commit", lambda _: relay.committed(staged), once=True)
+        # A weak reference: the listener lives on the connection, so holding the connection
+        # itself would make a cycle, and every transaction's connection would wait for the
+        # cyclic collector (a 0.5 s pause of the event loop, measured, once they piled up).
+        writer = weakref.ref(conn)
+        event.listen(
+            conn.sync_connection, "commit", lambda _: relay.committed(writer, staged), once=True
+        )
 
 
 async def _insert_returning_ids(
@@ -143,6 +154,23 @@ def headers_json(headers: Headers) -> str:
     return orjson.dumps([(k, v.decode("utf-8", "replace")) for k, v in headers]).decode()
 
 
+@dataclass(slots=True)
+class _Commit:
+    """A transaction whose records were staged; `returned` once its writer saw the COMMIT
+    succeed (the hook that stages them runs before the COMMIT is sent)."""
+
+    writer: weakref.ref[AsyncConnection]
+    key: int  # id() of the connection, its key in the relay's commits awaiting confirmation
+    returned: bool = False
+
+
+@dataclass(slots=True)
+class _Staged:
+    id: int
+    record: OutRecord
+    commit: _Commit
+
+
 class _Gap(Exception):
     """Rows of a later commit are visible before those of an earlier one."""
 
@@ -170,7 +198,10 @@ class OutboxRelay:
         self._poll = poll_interval_s
         self._batch = batch_size
         self._grace = timedelta(seconds=grace_s)
-        self._fresh: list[tuple[int, OutRecord]] = []
+        self._fresh: list[_Staged] = []
+        self._awaiting: dict[int, _Commit] = {}  # by id() of the connection, until it returns
+        self._published: list[int] = []  # ids published whose rows are still to be deleted
+        self._deleting: asyncio.Task[None] | None = None
         # Deletes the rows of these ids that are committed: the ids it returns are those this
         # pass may publish, in one round trip. No join, so no plan can rescan the table per id:
         # an outbox is a queue, its statistics say it is nearly empty while its pages hold
@@ -181,6 +212,7 @@ class OutboxRelay:
         self._delete_visible = (
             f"DELETE FROM {table.fullname} WHERE id = ANY($1::bigint[]) RETURNING id"  # noqa: S608
         )
+        self._delete_published = f"DELETE FROM {table.fullname} WHERE id = ANY($1::bigint[])"  # noqa: S608
         self._missing_since: float | None = None  # when the fast path last found nothing
         self._recovered_at = 0.0  # when the recovery path last looked (monotonic)
         self._wake = asyncio.Event()
@@ -188,15 +220,27 @@ class OutboxRelay:
         self.problem: str | None = None
         _RELAYS[table.fullname] = self
 
-    def committed(self, staged: list[tuple[int, OutRecord]]) -> None:
+    def committed(
+        self, writer: weakref.ref[AsyncConnection], staged: list[tuple[int, OutRecord]]
+    ) -> None:
         """Records of a transaction that is committing; published by the fast path once its
         caller, the commit returned, wakes the relay (or at the next poll). Waking here, before
         the COMMIT reached the server, sent the relay to look for rows not visible yet: a
         wasted transaction per commit, and a retry 5 ms later."""
-        self._fresh.extend(staged)
+        key = id(writer())
+        commit = self._awaiting.get(key)
+        if commit is None or commit.writer() is not writer():
+            commit = self._awaiting[key] = _Commit(writer, key)
+        self._fresh.extend(_Staged(id_, record, commit) for id_, record in staged)
 
-    def wake(self) -> None:
-        """Look for work now rather than at the next poll."""
+    def wake(self, committed: AsyncConnection | None = None) -> None:
+        """Look for work now rather than at the next poll. `committed`: the connection of a
+        transaction whose COMMIT just returned; its records leave without a look at their rows
+        (a wake with no connection, or none at all, leaves them to that look)."""
+        if committed is not None:
+            commit = self._awaiting.pop(id(committed), None)
+            if commit is not None and commit.writer() is committed:
+                commit.returned = True
         self._wake.set()
 
     async def start(self) -> None:
@@ -207,28 +251,52 @@ class OutboxRelay:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._deleted()
         if _RELAYS.get(self._table.fullname) is self:
             del _RELAYS[self._table.fullname]
 
     async def publish_fresh(self) -> int:
         """Fast path: publish the committed records this process wrote, in order.
 
-        The commit hook can run a moment before the commit is visible; then the first rows are
-        not there yet. Records leave only as a prefix of what is visible, so a customer's
-        records are never reordered; a row still missing after the grace period belonged to
-        a commit that failed (or is left to the recovery path).
+        Records whose writer saw its COMMIT return leave at once, their rows deleted behind
+        them. For the others the commit hook may have run a moment before the commit is
+        visible, or for a commit that failed: they leave only as a prefix of what is visible,
+        so a customer's records are never reordered; a row still missing after the grace
+        period belonged to a commit that failed (or is left to the recovery path).
         """
         staged = self._fresh[: self._batch]
         if not staged:
             return 0
+        ready = list(itertools.takewhile(lambda item: item.commit.returned, staged))
+        if ready:
+            await self._producer.send_batch([item.record for item in ready])
+            self._forget([item.id for item in ready])
+        else:
+            ready = await self._publish_visible(staged)
+        if not ready:
+            return 0
+        self._missing_since = None
+        self._drop(len(ready))
+        OUTBOX_PUBLISHED.labels(self._table.schema).inc(len(ready))
+        return len(ready)
+
+    def _drop(self, count: int) -> None:
+        """Forget the first `count` staged records, and their commits no writer confirmed."""
+        for item in self._fresh[:count]:
+            if self._awaiting.get(item.commit.key) is item.commit:
+                del self._awaiting[item.commit.key]
+        del self._fresh[:count]
+
+    async def _publish_visible(self, staged: list[_Staged]) -> list[_Staged]:
+        """The staged records whose rows are committed, as a prefix: deleted, published."""
         try:
             async with self._engine.begin() as conn:
-                rows = await fetch_first(conn, self._delete_visible, [i for i, _ in staged])
+                rows = await fetch_first(conn, self._delete_visible, [s.id for s in staged])
                 visible = {row[0] for row in rows}
-                ready = list(itertools.takewhile(lambda item: item[0] in visible, staged))
+                ready = list(itertools.takewhile(lambda item: item.id in visible, staged))
                 if len(ready) < len(visible):
                     raise _Gap(visible)  # roll the deletion back: nothing may leave out of order
-                await self._producer.send_batch([r for _, r in ready])
+                await self._producer.send_batch([item.record for item in ready])
         except _Gap as gap:
             visible, ready = gap.visible, []
         if not ready:
@@ -239,14 +307,34 @@ class OutboxRelay:
             if self._missing_since is None:
                 self._missing_since = now
             elif now - self._missing_since > self._grace.total_seconds():
-                gone = list(itertools.takewhile(lambda item: item[0] not in visible, staged))
-                del self._fresh[: len(gone)]
+                gone = list(itertools.takewhile(lambda item: item.id not in visible, staged))
+                self._drop(len(gone))
                 self._missing_since = None
-            return 0
-        self._missing_since = None
-        del self._fresh[: len(ready)]
-        OUTBOX_PUBLISHED.labels(self._table.schema).inc(len(ready))
-        return len(ready)
+        return ready
+
+    def _forget(self, ids: list[int]) -> None:
+        """Delete the rows of published records, in the background: the next records need
+        not wait for it. Should it fail, the rows stay and the recovery path publishes them
+        again later (a duplicate, never a loss)."""
+        self._published.extend(ids)
+        if self._deleting is None or self._deleting.done():
+            self._deleting = asyncio.create_task(self._delete_forgotten())
+
+    async def _delete_forgotten(self) -> None:
+        while self._published:
+            ids, self._published = self._published, []
+            try:
+                async with self._engine.connect() as conn:
+                    await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    await conn.exec_driver_sql(self._delete_published, (ids,))
+            except Exception as exc:
+                log.warning("published outbox rows not deleted", extra={"error": repr(exc)})
+
+    async def _deleted(self) -> None:
+        """Wait for the rows of published records to be deleted."""
+        if self._deleting is not None:
+            await self._deleting
+            self._deleting = None
 
     async def publish_pending(self, older_than: timedelta | None = None) -> int:
         """Recovery path: rows left behind (by a crash or an outage), oldest first."""
@@ -287,6 +375,7 @@ class OutboxRelay:
             try:
                 published = await self.publish_fresh()
                 if not self._fresh and self._recovery_due():
+                    await self._deleted()  # or it would publish rows it published already
                     pending = await self.publish_pending()
                     if pending >= self._batch:
                         self._recovered_at = 0.0  # a backlog (an outage's): keep draining it
@@ -297,7 +386,7 @@ class OutboxRelay:
                 if not is_transient(exc):
                     log.exception("outbox relay failed")
                 self.problem = f"{type(exc).__name__}: {exc}"
-                self._fresh.clear()  # their rows stay; the recovery path publishes them
+                self._drop(len(self._fresh))  # their rows stay; the recovery path publishes them
                 published = 0
                 delay = min(delay * 2, 10.0)
             if published >= self._batch or (self._fresh and published):

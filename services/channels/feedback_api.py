@@ -50,7 +50,7 @@ async def _apply(request: Request, work: Work) -> None:
     now = runtime.state["pipeline"].clock()
     async with runtime.engine.begin() as conn:
         await add_to_outbox(conn, outbox, await work(conn, now))
-    runtime.state["channels_relay"].wake()
+    runtime.state["channels_relay"].wake(conn)
 
 
 def build_feedback_router(settings: ChannelsSettings) -> APIRouter:

@@ -123,7 +123,7 @@ class Pipeline:
                 await add_to_outbox(conn, outbox, records)
         finally:
             self.in_flight -= ids
-        self.relay.wake()
+        self.relay.wake(conn)
         count(OUTCOMES, ((o.claimed.request.channel, o.status) for o in outcomes))
         return sum(1 for o in outcomes if o.status == "sent")
 

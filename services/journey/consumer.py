@@ -40,7 +40,7 @@ def events_handler(
             )
             await add_to_outbox(conn, outbox, out)
         registry.dates_committed(dates)
-        relay.wake()
+        relay.wake(conn)
         return [*rejected, *rejected_changes]
 
     return handle

@@ -98,7 +98,7 @@ class TimerWorker:
             )
             await add_to_outbox(conn, outbox, result.records)
         if result.records:
-            self._relay.wake()
+            self._relay.wake(conn)
         self.fired += result.fired
         TIMERS_FIRED.inc(result.fired)
         for late in result.lateness_s:

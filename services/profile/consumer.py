@@ -45,7 +45,7 @@ def events_handler(runtime: Runtime, relay: OutboxRelay, clock: Clock = _utc_now
         batch = [IncomingEvent(event, rec.headers.get("traceparent")) for rec, event in decoded]
         async with runtime.engine.begin() as conn:
             await add_to_outbox(conn, outbox, await apply_events(conn, batch))
-        relay.wake()
+        relay.wake(conn)
         return rejected
 
     return handle

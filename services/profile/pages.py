@@ -65,7 +65,7 @@ async def _change(request: Request, identifier: str, req: ops.ConsentRequest) ->
     except ops.ProfileNotFound:
         return False
     relay: OutboxRelay = runtime.state["profile_relay"]
-    relay.wake()
+    relay.wake(conn)
     return True
 
 

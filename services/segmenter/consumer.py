@@ -32,7 +32,7 @@ def profile_events_handler(
                 [(d, r.headers.get("traceparent")) for r, d in decoded], clock.now(),
             )  # fmt: skip
             await add_to_outbox(conn, outbox, changes)
-        relay.wake()
+        relay.wake(conn)
         return rejected
 
     return handle

@@ -65,7 +65,7 @@ class ClockLoop:
                 )
                 await add_to_outbox(conn, outbox, out)
             if out:
-                self._relay.wake()
+                self._relay.wake(conn)
             total += handled
             if handled < self._settings.segmenter_timer_batch:
                 return total

@@ -1,5 +1,6 @@
 """The outbox on the real database and broker: committed records leave once and in order, a
-rolled-back transaction emits nothing, and rows left behind are published by recovery."""
+rolled-back transaction or a failed COMMIT emits nothing, and rows left behind are published
+by recovery."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 
 from services.profile.models import outbox
 from shared.db import create_engine
@@ -43,6 +44,17 @@ async def _failing_transaction(rt: Runtime, records: list[OutRecord]) -> None:
         raise RuntimeError("the state change failed")
 
 
+async def _refused_commit(rt: Runtime, records: list[OutRecord]) -> None:
+    """A transaction whose COMMIT fails: a deferred unique constraint is checked there."""
+    async with rt.engine.begin() as conn:
+        await conn.execute(
+            text("CREATE TEMP TABLE once (x int UNIQUE DEFERRABLE INITIALLY DEFERRED)"
+                 " ON COMMIT DROP")
+        )  # fmt: skip
+        await conn.execute(text("INSERT INTO once VALUES (1), (1)"))
+        await add_to_outbox(conn, outbox, records)
+
+
 async def _rows(rt: Runtime) -> int:
     async with rt.engine.connect() as conn:
         return int(await conn.scalar(select(func.count()).select_from(outbox)) or 0)
@@ -59,12 +71,36 @@ async def test_committed_once_in_order_and_rollback_emits_nothing(
             for chunk, size in enumerate(SIZES):
                 async with runtime.engine.begin() as conn:
                     await add_to_outbox(conn, outbox, _records(f"{run}-{chunk}", size))
+                if chunk != 1:  # its writer saw the commit return; chunk 1's rows are looked at
+                    relay.wake(conn)
             with pytest.raises(RuntimeError, match="state change failed"):
                 await _failing_transaction(runtime, _records(f"{run}-rolled-back", 5))
             got = await reader.read(sum(SIZES))
             more = await reader.read_for(1.5)  # nothing else arrives
         values = [r.value.decode() for r in [*got, *more]]  # type: ignore[attr-defined]
         assert values == [f"{run}-{c}-{i}" for c, size in enumerate(SIZES) for i in range(size)]
+        assert await _rows(runtime) == 0
+    finally:
+        await relay.stop()
+
+
+async def test_a_commit_that_failed_emits_nothing(runtime: Runtime, settings: Settings) -> None:
+    """The records are staged when the COMMIT is sent; a COMMIT the server refuses (here a
+    deferred constraint) must not let them out, even when a later commit returns at once."""
+    relay = OutboxRelay(runtime.engine, outbox, runtime.producer, grace_s=0.5)
+    await relay.start()
+    run = uuid.uuid4().hex[:6]
+    try:
+        async with TopicReader(settings, TOPIC) as reader:
+            with pytest.raises(Exception, match="duplicate key"):
+                await _refused_commit(runtime, _records(f"{run}-refused", 4))
+            async with runtime.engine.begin() as conn:
+                await add_to_outbox(conn, outbox, _records(f"{run}-kept", 3))
+            relay.wake(conn)
+            got = await reader.read(3)
+            more = await reader.read_for(1.5)
+        values = [r.value.decode() for r in [*got, *more]]  # type: ignore[attr-defined]
+        assert values == [f"{run}-kept-{i}" for i in range(3)]
         assert await _rows(runtime) == 0
     finally:
         await relay.stop()
