@@ -54,6 +54,9 @@ from shared.metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED
 
 log = logging.getLogger(__name__)
 COPY_FROM_ROWS = 200  # larger batches go in with binary COPY, smaller ones in one INSERT
+# Seconds since the transaction began, which is the rows' `created_at` (`now()`): how close
+# they are to the recovery path's grace period, measured on the server's clock.
+_SINCE_CREATED = "extract(epoch FROM clock_timestamp() - now())"
 _RELAYS: dict[str, OutboxRelay] = {}
 
 
@@ -83,47 +86,52 @@ async def add_to_outbox(conn: AsyncConnection, table: Table, records: Sequence[O
         return
     driver = await driver_connection(conn)
     write = _insert_returning_ids if len(records) <= COPY_FROM_ROWS else _copy_returning_ids
-    ids = await write(driver, table, records)
+    ids, age_s = await write(driver, table, records)
     relay = _RELAYS.get(table.fullname)
     if relay is not None:
         staged = [(id_, _trimmed(r)) for id_, r in zip(ids, records, strict=True)]
+        began = time.monotonic() - age_s  # when the rows' created_at was taken
         # A weak reference: the listener lives on the connection, so holding the connection
         # itself would make a cycle, and every transaction's connection would wait for the
         # cyclic collector (a 0.65 s pause of the event loop, measured, once they piled up).
         writer = weakref.ref(conn)
         event.listen(
-            conn.sync_connection, "commit", lambda _: relay.committed(writer, staged), once=True
+            conn.sync_connection,
+            "commit",
+            lambda _: relay.committed(writer, began, staged),
+            once=True,
         )
 
 
 async def _insert_returning_ids(
     driver: asyncpg.Connection, table: Table, records: Sequence[OutRecord]
-) -> list[int]:
+) -> tuple[list[int], float]:
     """A few rows in one statement: COPY costs three round trips (the ids, then COPY's two),
     which on a small batch weigh more than the cheaper server work COPY buys. The identity
-    is drawn row by row in the array's order, so the ids, sorted, follow the records."""
+    is drawn row by row in the array's order, so the ids, sorted, follow the records.
+    Returns the ids and the transaction's age in seconds (see `_SINCE_CREATED`)."""
     rows = await driver.fetch(
         f"INSERT INTO {table.fullname} (topic, key, value, headers)"  # noqa: S608
-        " SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::json[]) RETURNING id",
+        " SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::json[])"
+        f" RETURNING id, {_SINCE_CREATED}",
         [r.topic for r in records],
         [r.key for r in records],
         [r.value for r in records],
         [headers_json(r.headers) for r in records],
     )
-    return sorted(row[0] for row in rows)
+    return sorted(row[0] for row in rows), float(rows[0][1])
 
 
 async def _copy_returning_ids(
     driver: asyncpg.Connection, table: Table, records: Sequence[OutRecord]
-) -> list[int]:
+) -> tuple[list[int], float]:
     """Many rows: their ids drawn in one statement, then binary COPY."""
-    ids: list[int] = sorted(
-        await driver.fetchval(
-            f"SELECT array_agg(nextval({_sequence_of(table)!r}::regclass)) "  # noqa: S608
-            "FROM generate_series(1, $1)",
-            len(records),
-        )
+    drawn = await driver.fetchrow(
+        f"SELECT array_agg(nextval({_sequence_of(table)!r}::regclass)), "  # noqa: S608
+        f"{_SINCE_CREATED} FROM generate_series(1, $1)",
+        len(records),
     )
+    ids: list[int] = sorted(drawn[0])
     await driver.copy_records_to_table(
         table.name,
         schema_name=table.schema,
@@ -133,7 +141,7 @@ async def _copy_returning_ids(
             for id_, r in zip(ids, records, strict=True)
         ],
     )
-    return ids
+    return ids, float(drawn[1])
 
 
 def _trimmed(record: OutRecord) -> OutRecord:
@@ -161,6 +169,7 @@ class _Commit:
 
     writer: weakref.ref[AsyncConnection]
     key: int  # id() of the connection, its key in the relay's commits awaiting confirmation
+    began: float  # monotonic time of its rows' created_at
     returned: bool = False
 
 
@@ -221,7 +230,10 @@ class OutboxRelay:
         _RELAYS[table.fullname] = self
 
     def committed(
-        self, writer: weakref.ref[AsyncConnection], staged: list[tuple[int, OutRecord]]
+        self,
+        writer: weakref.ref[AsyncConnection],
+        began: float,
+        staged: list[tuple[int, OutRecord]],
     ) -> None:
         """Records of a transaction that is committing; published by the fast path once its
         caller, the commit returned, wakes the relay (or at the next poll). Waking here, before
@@ -230,7 +242,7 @@ class OutboxRelay:
         key = id(writer())
         commit = self._awaiting.get(key)
         if commit is None or commit.writer() is not writer():
-            commit = self._awaiting[key] = _Commit(writer, key)
+            commit = self._awaiting[key] = _Commit(writer, key, began)
         self._fresh.extend(_Staged(id_, record, commit) for id_, record in staged)
 
     def wake(self, committed: AsyncConnection | None = None) -> None:
@@ -267,7 +279,15 @@ class OutboxRelay:
         staged = self._fresh[: self._batch]
         if not staged:
             return 0
-        ready = list(itertools.takewhile(lambda item: item.commit.returned, staged))
+        # Only rows well inside the grace period: older ones another replica's recovery path
+        # may be taking right now, and the delete-what-is-visible path is what keeps a
+        # record from leaving twice then (a long transaction, a relay far behind its writers).
+        young = time.monotonic() - self._grace.total_seconds() / 2
+        ready = list(
+            itertools.takewhile(
+                lambda item: item.commit.returned and item.commit.began > young, staged
+            )
+        )
         if ready:
             await self._producer.send_batch([item.record for item in ready])
             self._forget([item.id for item in ready])

@@ -4,6 +4,7 @@ by recovery."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -104,6 +105,32 @@ async def test_a_commit_that_failed_emits_nothing(runtime: Runtime, settings: Se
         assert await _rows(runtime) == 0
     finally:
         await relay.stop()
+
+
+async def test_rows_another_replica_recovered_do_not_leave_twice(
+    runtime: Runtime, settings: Settings
+) -> None:
+    """A transaction older than half the grace period when it commits (a long one, or a relay
+    far behind): another replica's recovery path may take its rows before this relay gets to
+    them, so its records leave only through the delete-what-is-visible path, even confirmed."""
+    other_replica = OutboxRelay(runtime.engine, outbox, runtime.producer, grace_s=0.4)
+    relay = OutboxRelay(runtime.engine, outbox, runtime.producer, grace_s=0.4)  # stages them
+    run = uuid.uuid4().hex[:6]
+    try:
+        async with TopicReader(settings, TOPIC) as reader:
+            async with runtime.engine.begin() as conn:
+                await add_to_outbox(conn, outbox, _records(run, 5))
+                await asyncio.sleep(0.5)
+            relay.wake(conn)
+            assert await other_replica.publish_pending() == 5
+            assert await relay.publish_fresh() == 0
+            got = await reader.read(5)
+            more = await reader.read_for(1.5)
+        assert [r.value.decode() for r in [*got, *more]] == [f"{run}-{i}" for i in range(5)]  # type: ignore[attr-defined]
+        assert await _rows(runtime) == 0
+    finally:
+        await relay.stop()
+        await other_replica.stop()
 
 
 async def test_rows_left_behind_are_recovered(runtime: Runtime, settings: Settings) -> None:
