@@ -4,14 +4,14 @@ when the broker is away, and none is emitted for a change that rolled back.
 
 Two paths, one guarantee. The fast path: when a transaction that wrote outbox rows commits, the
 relay of this process gets the records it already has in memory. When the writer says its
-commit returned (`wake(conn)`), they are published at once and their rows deleted afterwards,
-off the records' path; a crash in between publishes them again (consumers are idempotent),
-never loses them. Otherwise the relay publishes those whose rows it can delete (`DELETE ...
-RETURNING`: a row that did not commit cannot be deleted, so nothing of a rolled-back change
-leaves), in the transaction that waits for the broker's acknowledgement, so a failed publish
-leaves them in place. The recovery path: rows older than a grace period (a crashed process, a
-broker outage) are read in id order with `FOR UPDATE SKIP LOCKED` and published; any number of
-replicas can run it side by side.
+commit returned (`wake(conn)`, which `OutboxRelay.transaction` does for it), they are
+published at once and their rows deleted afterwards, off the records' path; a crash in between
+publishes them again (consumers are idempotent), never loses them. Otherwise the relay
+publishes those whose rows it can delete (`DELETE ... RETURNING`: a row that did not commit
+cannot be deleted, so nothing of a rolled-back change leaves), in the transaction that waits
+for the broker's acknowledgement, so a failed publish leaves them in place. The recovery path:
+rows older than a grace period (a crashed process, a broker outage) are read in id order with
+`FOR UPDATE SKIP LOCKED` and published; any number of replicas can run it side by side.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import itertools
 import logging
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -250,6 +250,15 @@ class OutboxRelay:
         if commit is None or commit.writer() is not writer():
             commit = self._awaiting[key] = _Commit(writer, key, began, time.monotonic())
         self._fresh.extend(_Staged(id_, record, commit) for id_, record in staged)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+        """`engine.begin()` whose outbox records leave as soon as its COMMIT returned: the
+        relay is woken with the connection then (and only if the transaction staged any)."""
+        async with engine.begin() as conn:
+            yield conn
+        if id(conn) in self._awaiting:
+            self.wake(conn)
 
     def wake(self, committed: AsyncConnection | None = None) -> None:
         """Look for work now rather than at the next poll. `committed`: the connection of a

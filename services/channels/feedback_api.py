@@ -26,7 +26,7 @@ from services.channels.providers import webhook
 from services.channels.providers.sms import twilio_signature
 from services.channels.settings import ChannelsSettings
 from shared.kafka import OutRecord
-from shared.outbox import add_to_outbox
+from shared.outbox import OutboxRelay, add_to_outbox
 from shared.runtime import Runtime
 from shared.signing import InvalidLink
 
@@ -48,9 +48,9 @@ class StatusReport(BaseModel):
 async def _apply(request: Request, work: Work) -> None:
     runtime: Runtime = request.app.state.runtime
     now = runtime.state["pipeline"].clock()
-    async with runtime.engine.begin() as conn:
+    relay: OutboxRelay = runtime.state["channels_relay"]
+    async with relay.transaction(runtime.engine) as conn:
         await add_to_outbox(conn, outbox, await work(conn, now))
-    runtime.state["channels_relay"].wake(conn)
 
 
 def build_feedback_router(settings: ChannelsSettings) -> APIRouter:

@@ -118,12 +118,11 @@ class Pipeline:
         self.in_flight |= ids
         try:
             outcomes = await self.delivery.deliver(claimed)
-            async with self.engine.begin() as conn:
+            async with self.relay.transaction(self.engine) as conn:
                 records = await delivery.record(conn, outcomes, self.clock())
                 await add_to_outbox(conn, outbox, records)
         finally:
             self.in_flight -= ids
-        self.relay.wake(conn)
         count(OUTCOMES, ((o.claimed.request.channel, o.status) for o in outcomes))
         return sum(1 for o in outcomes if o.status == "sent")
 

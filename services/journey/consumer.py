@@ -33,14 +33,13 @@ def events_handler(
         batch = [(item, rec.headers.get("traceparent")) for rec, item in decoded]
         now = clock.now()
         dates: dict[tuple[str, str], datetime] = {}  # forgotten if the transaction fails
-        async with runtime.engine.begin() as conn:
+        async with relay.transaction(runtime.engine) as conn:
             out = await apply_profile_events(conn, registry, engine, batch, now, dates=dates)
             out += await apply_segment_changes(
                 conn, registry, engine, [c for _, c in decoded_changes], now
             )
             await add_to_outbox(conn, outbox, out)
         registry.dates_committed(dates)
-        relay.wake(conn)
         return [*rejected, *rejected_changes]
 
     return handle

@@ -92,13 +92,11 @@ class TimerWorker:
         return result.claimed >= self._batch
 
     async def fire_once(self) -> Fired:
-        async with self._db.begin() as conn:
+        async with self._relay.transaction(self._db) as conn:
             result = await fire_due(
                 conn, self._registry, self._engine, self._clock.now(), self._batch
             )
             await add_to_outbox(conn, outbox, result.records)
-        if result.records:
-            self._relay.wake(conn)
         self.fired += result.fired
         TIMERS_FIRED.inc(result.fired)
         for late in result.lateness_s:

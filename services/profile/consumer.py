@@ -43,9 +43,8 @@ def events_handler(runtime: Runtime, relay: OutboxRelay, clock: Clock = _utc_now
     async def handle(records: Sequence[Record]) -> Sequence[Rejected]:
         decoded, rejected = decode_all(records, event_decoder(clock()))
         batch = [IncomingEvent(event, rec.headers.get("traceparent")) for rec, event in decoded]
-        async with runtime.engine.begin() as conn:
+        async with relay.transaction(runtime.engine) as conn:
             await add_to_outbox(conn, outbox, await apply_events(conn, batch))
-        relay.wake(conn)
         return rejected
 
     return handle

@@ -58,14 +58,13 @@ def _label(channel: str | None, message_type: str | None) -> str:
 
 async def _change(request: Request, identifier: str, req: ops.ConsentRequest) -> bool:
     runtime: Runtime = request.app.state.runtime
+    relay: OutboxRelay = runtime.state["profile_relay"]
     try:
-        async with runtime.engine.begin() as conn:
+        async with relay.transaction(runtime.engine) as conn:
             result = await ops.change_consent(conn, identifier, req, datetime.now(UTC))
             await add_to_outbox(conn, outbox, result.records)
     except ops.ProfileNotFound:
         return False
-    relay: OutboxRelay = runtime.state["profile_relay"]
-    relay.wake(conn)
     return True
 
 

@@ -24,7 +24,7 @@ def profile_events_handler(
 
     async def handle(records: Sequence[Record]) -> Sequence[Rejected]:
         decoded, rejected = decode_all(records, _decode)
-        async with runtime.engine.begin() as conn:
+        async with relay.transaction(runtime.engine) as conn:
             if not registry.synced:
                 await registry.sync(conn)
             changes = await apply_profile_events(
@@ -32,7 +32,6 @@ def profile_events_handler(
                 [(d, r.headers.get("traceparent")) for r, d in decoded], clock.now(),
             )  # fmt: skip
             await add_to_outbox(conn, outbox, changes)
-        relay.wake(conn)
         return rejected
 
     return handle

@@ -59,13 +59,11 @@ class ClockLoop:
         total = 0
         while True:
             now = self._clock.now()
-            async with self._engine.begin() as conn:
+            async with self._relay.transaction(self._engine) as conn:
                 handled, out = await run_due_timers(
                     conn, self._registry.catalog, now, self._settings.segmenter_timer_batch
                 )
                 await add_to_outbox(conn, outbox, out)
-            if out:
-                self._relay.wake(conn)
             total += handled
             if handled < self._settings.segmenter_timer_batch:
                 return total
