@@ -394,18 +394,24 @@ def bench(
     name: Annotated[str, typer.Argument(help=" | ".join(BENCHMARKS))] = "e2e",
     size: Annotated[str, typer.Option(help="small | default | large")] = "default",
     json_path: Annotated[Path | None, typer.Option("--json", help="Write figures here.")] = None,
+    replicas: Annotated[
+        int | None,
+        typer.Option(min=1, help="journey only: engine processes after the throughput phase."),
+    ] = None,
 ) -> None:
     """Measure a service (or the whole system) against the raw pass-through baseline."""
     import importlib
 
     if name not in BENCHMARKS:
         raise typer.BadParameter(f"unknown benchmark {name!r}; one of {', '.join(BENCHMARKS)}")
+    if replicas is not None and name != "journey":
+        raise typer.BadParameter("--replicas applies to the journey benchmark only")
     try:
         module = importlib.import_module(f"journeyman.bench.{name}")
     except ModuleNotFoundError as exc:
         console.print(f"the {name} benchmark is not built yet ({exc.name})")
         raise typer.Exit(2) from exc
-    module.run(size, json_path, console)
+    module.run(size, json_path, console, *([] if replicas is None else [replicas]))
 
 
 def main() -> None:

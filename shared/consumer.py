@@ -144,6 +144,10 @@ class BatchConsumer:
         self.problem = None
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.group}")
 
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this consumer holds now (the group shares them among replicas)."""
+        return set(self._consumer.assignment())
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()

@@ -8,7 +8,7 @@ consumer, relay and timer worker running in-process (SystemClock, real durations
 
 1. Throughput: one `jm.profile-events` record per customer (sign-ups, checkouts, orders with
    beans, deliveries, product views) queued, then consumed at full speed; the same records
-   through the raw pass-through baseline.
+   through the raw pass-through baseline. One replica, as the baseline is one process.
 2. Latency: the same mix at a fixed rate; for each sign-up (the welcome journey sends at
    once), the time from producing the profile event to reading its dispatch on `jm.dispatch`.
    Then again with every event a sign-up, the heaviest kind, as a stress reading. The load
@@ -17,6 +17,11 @@ consumer, relay and timer worker running in-process (SystemClock, real durations
 4. Backlog: N instances waiting on timers that are all due (set-based seed), drained by the
    worker: firings/s and the time to drain. Each firing moves an instance, sends a message
    (a dispatch through the outbox) and completes it.
+
+Phases 2-4 run the engine as `--replicas` processes (default 2, one per core of the machine
+the targets were set on): the in-process one and `journeyman serve journey` beside it, in the
+same consumer group, claiming timers with SKIP LOCKED, as an operator scales the service out.
+`--replicas 1` measures one process alone.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from journeyman.bench.common import (
     raw_passthrough,
     report,
 )
+from journeyman.bench.replicas import service_replicas
 from shared.kafka import ensure_topics
 from shared.topics import DISPATCH, PROFILE_EVENTS
 
@@ -55,9 +61,11 @@ SIZES = {"small": 10_000, "default": 100_000, "large": 100_000}
 BACKLOG = {"small": 20_000, "default": 1_000_000, "large": 1_000_000}
 LATENCY_RATE = 2_000  # events/s
 LATENCY_EVENTS = {"small": 4_000, "default": 20_000, "large": 40_000}  # the mix: 1/6 sign-ups
+WARM_UP_EVENTS = {"small": 2_000, "default": 4_000, "large": 4_000}
 SIGN_UP_EVENTS = {"small": 1_000, "default": 10_000, "large": 20_000}  # every one a sign-up
 LATENESS_TIMERS = {"small": 4_000, "default": 20_000, "large": 20_000}
 LATENESS_SPAN_S = 5.0
+DEFAULT_REPLICAS = 2
 TIMER_JOURNEY = """id: bench-timers
 name: Timer benchmark
 version: 1
@@ -248,7 +256,36 @@ async def drained(dsn: str, prefix: str, timeout_s: float, started: float) -> fl
     return time.perf_counter() - started
 
 
-async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[str, Any]:
+async def _completed(dsn: str, prefix: str) -> int:
+    """Instances of `prefix` that reached their end: timers fired, whichever replica fired them."""
+    db = await asyncpg.connect(dsn)
+    try:
+        return int(
+            await db.fetchval(
+                "SELECT count(*) FROM journey.instances"
+                " WHERE instance_id LIKE $1 || '-%' AND status = 'completed'",
+                prefix,
+            )
+        )
+    finally:
+        await db.close()
+
+
+async def _partitions_shared(
+    consumer: Any, total: int, replicas: int, timeout_s: float = 60
+) -> None:
+    """Wait until the group's rebalance gave the other replicas their share of the `total`
+    partitions, so that no latency phase measures a rebalance."""
+    deadline = time.monotonic() + timeout_s
+    while not 0 < len(consumer.assignment()) <= -(-total // replicas):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the replicas did not join the consumer group in time")
+        await asyncio.sleep(0.1)
+
+
+async def _measure(
+    pg_url: str, bootstrap: str, work: Path, size: str, replicas: int
+) -> dict[str, Any]:
     from services.journey.app import create_app  # noqa: PLC0415  (CLI starts fast)
     from services.journey.settings import JourneySettings  # noqa: PLC0415
 
@@ -274,34 +311,45 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
         worker = app.state.runtime.state["timers"]
         through, consume_cpu_s = await _consume_all(app, count)
         await _outbox_drained(dsn)
-        async with checkpoint_watch(dsn) as mix_checkpointed:
-            latencies = await _latency(bootstrap, f"{run}-mix", LATENCY_EVENTS[size], mixed=True)
-        await _outbox_drained(dsn)
-        async with checkpoint_watch(dsn) as up_checkpointed:
-            stressed = await _latency(bootstrap, f"{run}-up", SIGN_UP_EVENTS[size], mixed=False)
-        await _outbox_drained(dsn)
-        spread = LATENESS_TIMERS[size]
-        worker.lateness_s.clear()
-        start = datetime.now(UTC) + timedelta(seconds=1)
-        await seed_waiting(dsn, f"{run}-late", spread, start, LATENESS_SPAN_S * 1000 / spread)
-        await drained(dsn, f"{run}-late", 120, time.perf_counter())
-        lateness = list(worker.lateness_s)
-        await _outbox_drained(dsn)
-        backlog = BACKLOG[size]
-        fired_before = worker.fired  # before seeding: the worker starts on them at the commit
-        past = datetime.now(UTC) - timedelta(hours=1)
-        visible = await seed_waiting(dsn, f"{run}-due", backlog, past, 0)
-        cpu = time.process_time()
-        drain_s = await drained(dsn, f"{run}-due", 1_800, visible)
-        drain_cpu_s = time.process_time() - cpu
-        fired = worker.fired - fired_before
-        # The relay publishes the firings' dispatches behind the workers, on the same loop.
-        published_s = await _outbox_empty(dsn, visible)
+        consumer = app.state.runtime.consumers[0]
+        partitions = len(consumer.assignment())  # all of them, while it runs alone
+        async with service_replicas("journey", replicas - 1, settings, work) as others:
+            await _partitions_shared(consumer, partitions, replicas)
+            # The new replicas' first batches pay for cold caches (statements prepared, pools
+            # filled, code paths first run), which the in-process one paid in the throughput
+            # phase: a warm-up at the same rate, not measured.
+            await _latency(bootstrap, f"{run}-warm", WARM_UP_EVENTS[size], mixed=True)
+            await _outbox_drained(dsn)
+            async with checkpoint_watch(dsn) as mix_checkpointed:
+                latencies = await _latency(
+                    bootstrap, f"{run}-mix", LATENCY_EVENTS[size], mixed=True
+                )
+            await _outbox_drained(dsn)
+            async with checkpoint_watch(dsn) as up_checkpointed:
+                stressed = await _latency(bootstrap, f"{run}-up", SIGN_UP_EVENTS[size], mixed=False)
+            await _outbox_drained(dsn)
+            spread = LATENESS_TIMERS[size]
+            worker.lateness_s.clear()
+            start = datetime.now(UTC) + timedelta(seconds=1)
+            await seed_waiting(dsn, f"{run}-late", spread, start, LATENESS_SPAN_S * 1000 / spread)
+            await drained(dsn, f"{run}-late", 120, time.perf_counter())
+            lateness = list(worker.lateness_s)  # the firings of this process's replica
+            await _outbox_drained(dsn)
+            backlog = BACKLOG[size]
+            past = datetime.now(UTC) - timedelta(hours=1)
+            visible = await seed_waiting(dsn, f"{run}-due", backlog, past, 0)
+            cpu = time.process_time() + others.cpu_s()
+            drain_s = await drained(dsn, f"{run}-due", 1_800, visible)
+            drain_cpu_s = time.process_time() + others.cpu_s() - cpu
+            # The relay publishes the firings' dispatches behind the workers, on the same loop.
+            published_s = await _outbox_empty(dsn, visible)
+        fired = await _completed(dsn, f"{run}-due")
     ratio = through.per_second / baseline.per_second if baseline.per_second else 0.0
     return {
         "size": size,
         "customers": count,
         "journeys": 9,
+        "replicas": replicas,
         "baseline_events_per_s": round(baseline.per_second, 1),
         "journey_events_per_s": round(through.per_second, 1),
         "ratio_to_baseline": round(ratio, 3),
@@ -314,6 +362,7 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
         "sign_up_only_dispatch_latency_p99_ms": round(percentile(stressed, 99), 1),
         "sign_up_only_checkpoint_overlapped": up_checkpointed.overlapped,
         "lateness_timers": spread,
+        "lateness_samples": len(lateness),
         "timer_lateness_p50_ms": round(percentile(lateness, 50) * 1000, 1),
         "timer_lateness_p99_ms": round(percentile(lateness, 99) * 1000, 1),
         "backlog_timers": backlog,
@@ -322,25 +371,30 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
         "timer_firings_per_s": round(backlog / drain_s, 1) if drain_s else 0.0,
         "backlog_published_s": round(published_s, 1),
         # CPU of the journey process (consumer, worker, relay and producer together) per
-        # event and per firing: steadier than rates on a shared machine.
+        # event, and of every replica per firing: steadier than rates on a shared machine.
         "cpu_us_per_event": round(consume_cpu_s / max(through.events, 1) * 1e6, 1),
         "cpu_us_per_firing": round(drain_cpu_s / max(fired, 1) * 1e6, 1),
     }
 
 
-def run(size: str, json_path: Path | None, console: Console) -> None:
+def run(
+    size: str, json_path: Path | None, console: Console, replicas: int = DEFAULT_REPLICAS
+) -> None:
     if size not in SIZES:
         raise ValueError(f"size is one of {', '.join(SIZES)}")
+    if replicas < 1:
+        raise ValueError("replicas is at least 1")
     with embedded_stack("journey") as (work, url, bootstrap):
         console.print(
             f"journey benchmark: {SIZES[size]:,} customers, 9 journeys, "
-            f"{BACKLOG[size]:,} due timers"
+            f"{BACKLOG[size]:,} due timers; {replicas} engine replica(s) after the throughput phase"
         )
-        figures = asyncio.run(_measure(url, bootstrap, work, size))
+        figures = asyncio.run(_measure(url, bootstrap, work, size, replicas))
     rows = [
-        ("raw baseline events/s", figures["baseline_events_per_s"]),
-        ("journey engine events/s", figures["journey_events_per_s"]),
+        ("raw baseline events/s (one process)", figures["baseline_events_per_s"]),
+        ("journey engine events/s (one replica)", figures["journey_events_per_s"]),
         ("ratio to baseline", f"{figures['ratio_to_baseline']:.1%}"),
+        ("engine replicas from here on", figures["replicas"]),
         (f"event->dispatch p50 ms at {LATENCY_RATE} ev/s", figures["dispatch_latency_p50_ms"]),
         (f"event->dispatch p99 ms at {LATENCY_RATE} ev/s", figures["dispatch_latency_p99_ms"]),
         (
@@ -356,12 +410,12 @@ def run(size: str, json_path: Path | None, console: Console) -> None:
             f"{CheckpointWatch(figures['latency_checkpoint_overlapped'])} / "
             f"{CheckpointWatch(figures['sign_up_only_checkpoint_overlapped'])}",
         ),
-        ("timer lateness p50 ms", figures["timer_lateness_p50_ms"]),
-        ("timer lateness p99 ms", figures["timer_lateness_p99_ms"]),
+        ("timer lateness p50 ms (this process's firings)", figures["timer_lateness_p50_ms"]),
+        ("timer lateness p99 ms (this process's firings)", figures["timer_lateness_p99_ms"]),
         (f"{figures['backlog_timers']:,} due timers drained, s", figures["backlog_drain_s"]),
         ("timer firings/s", figures["timer_firings_per_s"]),
         ("  the same timers' dispatches all published, s", figures["backlog_published_s"]),
         ("journey process CPU µs per event", figures["cpu_us_per_event"]),
-        ("journey process CPU µs per firing", figures["cpu_us_per_firing"]),
+        ("journey replicas' CPU µs per firing", figures["cpu_us_per_firing"]),
     ]
     report(console, "journeyman bench journey", rows, figures, json_path)
