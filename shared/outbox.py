@@ -398,11 +398,14 @@ class OutboxRelay:
         return len(rows)
 
     def _recovery_due(self) -> bool:
-        """The recovery path looks once a poll interval, not after every fast-path pass: it
-        only takes rows older than the grace period, and looking after each commit's records
-        cost a transaction each time, between that commit and the next one's records."""
+        """The recovery path looks once a grace period (or poll interval, the longer), not
+        after every fast-path pass: it only takes rows older than the grace period, so looking
+        more often finds nothing sooner. Each look scans the outbox from its oldest id, past
+        the index entries of every row published and not yet vacuumed: during a 1M timer
+        drain, looks once a poll interval took 59 ms each, ~8 s of a replica's 56 s (probe).
+        A crashed process's rows leave within two grace periods."""
         now = time.monotonic()
-        if now - self._recovered_at < self._poll:
+        if now - self._recovered_at < max(self._poll, self._grace.total_seconds()):
             return False
         self._recovered_at = now
         return True

@@ -337,10 +337,11 @@ async def _measure(
             await _outbox_drained(dsn)
             backlog = BACKLOG[size]
             past = datetime.now(UTC) - timedelta(hours=1)
-            visible = await seed_waiting(dsn, f"{run}-due", backlog, past, 0)
-            cpu = time.process_time() + others.cpu_s()
-            drain_s = await drained(dsn, f"{run}-due", 1_800, visible)
-            drain_cpu_s = time.process_time() + others.cpu_s() - cpu
+            async with checkpoint_watch(dsn) as drain_checkpointed:
+                visible = await seed_waiting(dsn, f"{run}-due", backlog, past, 0)
+                cpu = time.process_time() + others.cpu_s()
+                drain_s = await drained(dsn, f"{run}-due", 1_800, visible)
+                drain_cpu_s = time.process_time() + others.cpu_s() - cpu
             # The relay publishes the firings' dispatches behind the workers, on the same loop.
             published_s = await _outbox_empty(dsn, visible)
         fired = await _completed(dsn, f"{run}-due")
@@ -370,6 +371,7 @@ async def _measure(
         "backlog_drain_s": round(drain_s, 1),
         "timer_firings_per_s": round(backlog / drain_s, 1) if drain_s else 0.0,
         "backlog_published_s": round(published_s, 1),
+        "backlog_checkpoint_overlapped": drain_checkpointed.overlapped,
         # CPU of the journey process (consumer, worker, relay and producer together) per
         # event, and of every replica per firing: steadier than rates on a shared machine.
         "cpu_us_per_event": round(consume_cpu_s / max(through.events, 1) * 1e6, 1),
@@ -415,6 +417,10 @@ def run(
         (f"{figures['backlog_timers']:,} due timers drained, s", figures["backlog_drain_s"]),
         ("timer firings/s", figures["timer_firings_per_s"]),
         ("  the same timers' dispatches all published, s", figures["backlog_published_s"]),
+        (
+            "  a PostgreSQL checkpoint during the seeding or the drain",
+            str(CheckpointWatch(figures["backlog_checkpoint_overlapped"])),
+        ),
         ("journey process CPU µs per event", figures["cpu_us_per_event"]),
         ("journey replicas' CPU µs per firing", figures["cpu_us_per_firing"]),
     ]
