@@ -53,6 +53,7 @@ from journeyman.bench.common import (
     report,
 )
 from journeyman.bench.replicas import service_replicas
+from shared.consumer import BatchConsumer
 from shared.kafka import ensure_topics
 from shared.topics import DISPATCH, PROFILE_EVENTS
 
@@ -272,7 +273,7 @@ async def _completed(dsn: str, prefix: str) -> int:
 
 
 async def _partitions_shared(
-    consumer: Any, total: int, replicas: int, timeout_s: float = 60
+    consumer: BatchConsumer, total: int, replicas: int, timeout_s: float = 60
 ) -> None:
     """Wait until the group's rebalance gave the other replicas their share of the `total`
     partitions, so that no latency phase measures a rebalance."""

@@ -28,12 +28,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def settings_env(settings: BaseSettings) -> dict[str, str]:
     """The settings given explicitly, as the `JOURNEYMAN_` variables that give them again."""
-    env = {}
-    for name, value in settings.model_dump(exclude_unset=True, mode="json").items():
-        env[f"JOURNEYMAN_{name.upper()}"] = (
-            value if isinstance(value, str) else orjson.dumps(value).decode()
-        )
-    return env
+    return {
+        f"JOURNEYMAN_{name.upper()}": value
+        if isinstance(value, str)
+        else orjson.dumps(value).decode()
+        for name, value in settings.model_dump(exclude_unset=True, mode="json").items()
+    }
 
 
 @dataclass

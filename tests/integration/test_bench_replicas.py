@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psutil
 
+from journeyman.bench.common import asyncpg_dsn
 from journeyman.bench.journey import ROOT, TIMER_JOURNEY, _completed, drained, seed_waiting
 from journeyman.bench.replicas import service_replicas
 from services.journey.settings import JourneySettings
@@ -30,7 +31,7 @@ async def test_the_extra_replica_fires_the_benchmarks_timers_and_stops_after(
         kafka_session_timeout_ms=2_000,
         log_level="WARNING",
     )
-    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
+    dsn = asyncpg_dsn(database_url)
     async with service_replicas("journey", 1, settings, tmp_path) as replicas:
         # Nothing else runs an engine here: only the replica can fire these.
         past = datetime.now(UTC) - timedelta(minutes=1)
