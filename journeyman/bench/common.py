@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import tempfile
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -17,10 +19,12 @@ from typing import Any
 
 import asyncpg
 import orjson
+import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import make_url
 
 from journeyman.embedded import EmbeddedKafka, EmbeddedPostgres
 from shared.kafka import ensure_topics
@@ -77,6 +81,100 @@ async def checkpoint_watch(dsn: str) -> AsyncIterator[CheckpointWatch]:
         watch.overlapped = running_before or running_after or done_after > done_before
     finally:
         await db.close()
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """A process and all its descendants (a service's workers, PostgreSQL's backends)."""
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+class CpuAccount:
+    """CPU seconds (user + system) each part of the stack used between two readings: each
+    process given (the services, the embedded PostgreSQL and broker) with its children, this
+    benchmark process, and the rest of the machine (whatever else ran meanwhile), so a run
+    says where its two cores went. Processes that started and ended between the readings are
+    not counted."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self._pids = pids
+
+    def read(self) -> dict[str, float]:
+        part_of: dict[int, str] = {os.getpid(): "bench"}
+        for name, pid in self._pids.items():
+            with contextlib.suppress(psutil.Error):
+                for proc in process_tree(pid):
+                    part_of[proc.pid] = name
+        used: dict[str, float] = defaultdict(float)
+        for pid, part in part_of.items():
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(pid).cpu_times()
+                used[part] += times.user + times.system
+        machine = psutil.cpu_times()
+        used["machine"] = machine.user + machine.system + machine.nice + machine.softirq
+        return used
+
+    @staticmethod
+    def per_event(
+        before: dict[str, float], after: dict[str, float], events: int
+    ) -> dict[str, float]:
+        """µs of CPU per event for each part between two readings; `other` is the machine's
+        time that none of the parts account for."""
+        spent = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after if k != "machine"}
+        spent["other"] = after["machine"] - before["machine"] - sum(spent.values())
+        return {k: round(max(v, 0.0) / max(events, 1) * 1e6, 1) for k, v in spent.items()}
+
+
+def listener_pid(address: str) -> int | None:
+    """The local process listening on `address`'s port (`host:port`): the embedded broker or
+    PostgreSQL. None when no process of this machine listens there."""
+    port = int(address.rsplit(":", 1)[1])
+    with contextlib.suppress(psutil.Error):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                pid: int | None = conn.pid
+                return pid
+    return None
+
+
+def infrastructure_pids(pg_url: str, bootstrap: str) -> dict[str, int | None]:
+    """The broker's and PostgreSQL's processes, when they run on this machine."""
+    url = make_url(pg_url)
+    return {
+        "broker": listener_pid(bootstrap),
+        "postgres": listener_pid(f"{url.host}:{url.port or 5432}"),
+    }
+
+
+@dataclass
+class CpuShares:
+    """Where the machine's CPU went during a block: each part's share of one core, and how
+    busy all the machine's cores were (both %). A latency percentile means little without
+    them on a small machine: the embedded broker alone can take most of a core."""
+
+    of_one_core: dict[str, float] = field(default_factory=dict)
+    machine_busy: float = 0.0
+
+
+def percent(value: float | None) -> str:
+    """A share from `CpuShares` as a table shows it."""
+    return "unknown" if value is None else f"{value:.1f}"
+
+
+@contextlib.contextmanager
+def cpu_shares(pids: dict[str, int | None]) -> Iterator[CpuShares]:
+    """Measures `CpuShares` over the block for the processes given (with their children);
+    a part whose pid is None is left out."""
+    account = CpuAccount({name: pid for name, pid in pids.items() if pid is not None})
+    shares = CpuShares()
+    before, started = account.read(), time.perf_counter()
+    yield shares
+    after, wall = account.read(), time.perf_counter() - started
+    for name in after:
+        if name not in {"machine", "bench"}:
+            shares.of_one_core[name] = round((after[name] - before[name]) / wall * 100, 1)
+    busy = (after["machine"] - before["machine"]) / (wall * (os.cpu_count() or 1))
+    shares.machine_busy = round(busy * 100, 1)
 
 
 @dataclass

@@ -18,14 +18,12 @@ the backlog's drain, with the four services at work as in production.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import tempfile
 import threading
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,8 +39,10 @@ from rich.console import Console
 from rich.progress import Progress
 
 from journeyman.bench.common import (
+    CpuAccount,
     asyncpg_dsn,
     percentile,
+    process_tree,
     produce_all,
     raw_passthrough,
     relation_bytes,
@@ -88,12 +88,6 @@ def _shop(count: int, seed: int = 42) -> Shop:
     )
 
 
-def _tree(pid: int) -> list[psutil.Process]:
-    """A process and all its descendants (a service's workers, PostgreSQL's backends)."""
-    root = psutil.Process(pid)
-    return [root, *root.children(recursive=True)]
-
-
 class MemorySampler:
     """Peak resident memory of each service process, sampled twice a second."""
 
@@ -107,7 +101,7 @@ class MemorySampler:
         while not self._stop.wait(0.5):
             for name, pid in self._pids.items():
                 try:
-                    rss = sum(p.memory_info().rss for p in _tree(pid)) / 2**20
+                    rss = sum(p.memory_info().rss for p in process_tree(pid)) / 2**20
                 except psutil.Error:
                     continue
                 self.peak_mb[name] = max(self.peak_mb[name], rss)
@@ -119,42 +113,6 @@ class MemorySampler:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
-
-
-class CpuAccount:
-    """CPU seconds (user + system) each part of the stack used between two readings: each
-    process given (the services, the embedded PostgreSQL and broker) with its children, this
-    benchmark process, and the rest of the machine (whatever else ran meanwhile), so a run
-    says where its two cores went. Processes that started and ended between the readings are
-    not counted."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self._pids = pids
-
-    def read(self) -> dict[str, float]:
-        part_of: dict[int, str] = {os.getpid(): "bench"}
-        for name, pid in self._pids.items():
-            with contextlib.suppress(psutil.Error):
-                for proc in _tree(pid):
-                    part_of[proc.pid] = name
-        used: dict[str, float] = defaultdict(float)
-        for pid, part in part_of.items():
-            with contextlib.suppress(psutil.Error):
-                times = psutil.Process(pid).cpu_times()
-                used[part] += times.user + times.system
-        machine = psutil.cpu_times()
-        used["machine"] = machine.user + machine.system + machine.nice + machine.softirq
-        return used
-
-    @staticmethod
-    def per_event(
-        before: dict[str, float], after: dict[str, float], events: int
-    ) -> dict[str, float]:
-        """µs of CPU per event for each part between two readings; `other` is the machine's
-        time that none of the parts account for."""
-        spent = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after if k != "machine"}
-        spent["other"] = after["machine"] - before["machine"] - sum(spent.values())
-        return {k: round(max(v, 0.0) / max(events, 1) * 1e6, 1) for k, v in spent.items()}
 
 
 async def _wait(probe: Callable[[], Awaitable[bool]], timeout_s: float) -> bool:

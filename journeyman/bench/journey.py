@@ -44,9 +44,12 @@ from journeyman.bench.common import (
     Throughput,
     asyncpg_dsn,
     checkpoint_watch,
+    cpu_shares,
     embedded_stack,
     fixed_rate_latency,
+    infrastructure_pids,
     outbox_emptied,
+    percent,
     percentile,
     produce_all,
     raw_passthrough,
@@ -321,13 +324,18 @@ async def _measure(
             # phase: a warm-up at the same rate, not measured.
             await _latency(bootstrap, f"{run}-warm", WARM_UP_EVENTS[size], mixed=True)
             await _outbox_drained(dsn)
+            pids = infrastructure_pids(pg_url, bootstrap)
             async with checkpoint_watch(dsn) as mix_checkpointed:
-                latencies = await _latency(
-                    bootstrap, f"{run}-mix", LATENCY_EVENTS[size], mixed=True
-                )
+                with cpu_shares(pids) as mix_cpu:
+                    latencies = await _latency(
+                        bootstrap, f"{run}-mix", LATENCY_EVENTS[size], mixed=True
+                    )
             await _outbox_drained(dsn)
             async with checkpoint_watch(dsn) as up_checkpointed:
-                stressed = await _latency(bootstrap, f"{run}-up", SIGN_UP_EVENTS[size], mixed=False)
+                with cpu_shares(pids) as up_cpu:
+                    stressed = await _latency(
+                        bootstrap, f"{run}-up", SIGN_UP_EVENTS[size], mixed=False
+                    )
             await _outbox_drained(dsn)
             spread = LATENESS_TIMERS[size]
             worker.lateness_s.clear()
@@ -360,9 +368,14 @@ async def _measure(
         "latency_rate_per_s": LATENCY_RATE,
         "latency_samples": len(latencies),
         "latency_checkpoint_overlapped": mix_checkpointed.overlapped,
+        "latency_broker_cpu_pct": mix_cpu.of_one_core.get("broker"),
+        "latency_postgres_cpu_pct": mix_cpu.of_one_core.get("postgres"),
+        "latency_machine_busy_pct": mix_cpu.machine_busy,
         "sign_up_only_dispatch_latency_p50_ms": round(percentile(stressed, 50), 1),
         "sign_up_only_dispatch_latency_p99_ms": round(percentile(stressed, 99), 1),
         "sign_up_only_checkpoint_overlapped": up_checkpointed.overlapped,
+        "sign_up_only_broker_cpu_pct": up_cpu.of_one_core.get("broker"),
+        "sign_up_only_machine_busy_pct": up_cpu.machine_busy,
         "lateness_timers": spread,
         "lateness_samples": len(lateness),
         "timer_lateness_p50_ms": round(percentile(lateness, 50) * 1000, 1),
@@ -412,6 +425,19 @@ def run(
             "  a PostgreSQL checkpoint during the mix / the sign-ups",
             f"{CheckpointWatch(figures['latency_checkpoint_overlapped'])} / "
             f"{CheckpointWatch(figures['sign_up_only_checkpoint_overlapped'])}",
+        ),
+        (
+            "  broker CPU during the mix / the sign-ups, % of one core",
+            f"{percent(figures['latency_broker_cpu_pct'])} / "
+            f"{percent(figures['sign_up_only_broker_cpu_pct'])}",
+        ),
+        (
+            "  PostgreSQL CPU during the mix, % of one core",
+            percent(figures["latency_postgres_cpu_pct"]),
+        ),
+        (
+            "  the machine's cores busy during the mix / the sign-ups, %",
+            f"{figures['latency_machine_busy_pct']} / {figures['sign_up_only_machine_busy_pct']}",
         ),
         ("timer lateness p50 ms (this process's firings)", figures["timer_lateness_p50_ms"]),
         ("timer lateness p99 ms (this process's firings)", figures["timer_lateness_p99_ms"]),

@@ -38,9 +38,12 @@ from journeyman.bench.common import (
     Throughput,
     asyncpg_dsn,
     checkpoint_watch,
+    cpu_shares,
     embedded_stack,
     fixed_rate_latency,
+    infrastructure_pids,
     outbox_emptied,
+    percent,
     percentile,
     produce_all,
     raw_passthrough,
@@ -251,7 +254,8 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
         await _outbox_drained(asyncpg_dsn(pg_url))
         spent, batches = _batches("segmenter")
         async with checkpoint_watch(asyncpg_dsn(pg_url)) as checkpointed:
-            latencies = await _latency(bootstrap, run, LATENCY_EVENTS[size])
+            with cpu_shares(infrastructure_pids(pg_url, bootstrap)) as shares:
+                latencies = await _latency(bootstrap, run, LATENCY_EVENTS[size])
         spent_after, batches_after = _batches("segmenter")
         batch_ms = (spent_after - spent) / max(batches_after - batches, 1) * 1000
         await seed_purchases(asyncpg_dsn(pg_url), run, count)
@@ -275,6 +279,9 @@ async def _measure(pg_url: str, bootstrap: str, work: Path, size: str) -> dict[s
         "change_latency_p99_ms": round(percentile(latencies, 99), 1),
         "latency_samples": len(latencies),
         "latency_checkpoint_overlapped": checkpointed.overlapped,
+        "latency_broker_cpu_pct": shares.of_one_core.get("broker"),
+        "latency_postgres_cpu_pct": shares.of_one_core.get("postgres"),
+        "latency_machine_busy_pct": shares.machine_busy,
         "latency_phase_batches": int(batches_after - batches),
         "latency_phase_mean_batch_ms": round(batch_ms, 1),
         "rfm_profiles": first["profiles"],
@@ -300,6 +307,10 @@ def run(size: str, json_path: Path | None, console: Console) -> None:
         ("  mean consumer batch at that rate, ms", figures["latency_phase_mean_batch_ms"]),
         ("  a PostgreSQL checkpoint during it",
          str(CheckpointWatch(figures["latency_checkpoint_overlapped"]))),
+        ("  broker / PostgreSQL CPU during it, % of one core",
+         f"{percent(figures['latency_broker_cpu_pct'])} / "
+         f"{percent(figures['latency_postgres_cpu_pct'])}"),
+        ("  the machine's cores busy during it, %", figures["latency_machine_busy_pct"]),
         (f"RFM recompute, {figures['rfm_profiles']:,} customers, first run s",
          figures["rfm_first_run_s"]),
         ("RFM first run changes", figures["rfm_first_run_changes"]),
