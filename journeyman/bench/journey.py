@@ -229,7 +229,7 @@ async def seed_waiting(
                 "INSERT INTO journey.timers (timer_id, kind, due_at, journey_id, instance_id,"
                 " profile_id, token) "
                 "SELECT $1 || '-' || i || ':pause:1', 'step',"
-                " $3::timestamptz + (i * $4) * interval '1 millisecond', 'bench-timers',"
+                " $3::timestamptz + (i * $4::float8) * interval '1 millisecond', 'bench-timers',"
                 " $1 || '-' || i, $1 || '-' || i, 'pause:1' "
                 "FROM generate_series(0, $2 - 1) i",
                 prefix,

@@ -140,3 +140,23 @@ async def test_paused_journeys_keep_their_timers_and_lateness_is_measured(
     assert fired.fired == 3
     assert len(fired.lateness_s) == 3
     assert all(90 <= late < 90 + 60 for late in fired.lateness_s)
+
+
+async def test_the_benchmarks_seed_their_timers_a_fraction_of_a_millisecond_apart(
+    database_url: str,
+) -> None:
+    """The lateness phases seed thousands of timers over a few seconds, so less than a
+    millisecond apart: a step the database took as an integer (truncated to 0) made them one
+    burst, all due at once (found in stop 28; every lateness figure before it was a burst)."""
+    first = datetime.now(UTC) + timedelta(hours=1)
+    await seed_waiting(asyncpg_dsn(database_url), "s", 5, first, 0.25)
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        due = await conn.fetch(
+            "SELECT due_at FROM journey.timers WHERE timer_id LIKE 's-%' ORDER BY due_at"
+        )
+    finally:
+        await conn.close()
+    assert [row["due_at"] - first for row in due] == [
+        timedelta(microseconds=250 * i) for i in range(5)
+    ]
