@@ -396,7 +396,11 @@ def bench(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write figures here.")] = None,
     replicas: Annotated[
         int | None,
-        typer.Option(min=1, help="journey only: engine processes after the throughput phase."),
+        typer.Option(
+            min=1,
+            help="journey and channels: processes of the service (2 by default); the journey's "
+            "throughput phase always runs one.",
+        ),
     ] = None,
 ) -> None:
     """Measure a service (or the whole system) against the raw pass-through baseline."""
@@ -404,8 +408,8 @@ def bench(
 
     if name not in BENCHMARKS:
         raise typer.BadParameter(f"unknown benchmark {name!r}; one of {', '.join(BENCHMARKS)}")
-    if replicas is not None and name != "journey":
-        raise typer.BadParameter("--replicas applies to the journey benchmark only")
+    if replicas is not None and name not in {"journey", "channels"}:
+        raise typer.BadParameter("--replicas applies to the journey and channels benchmarks")
     try:
         module = importlib.import_module(f"journeyman.bench.{name}")
     except ModuleNotFoundError as exc:

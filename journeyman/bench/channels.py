@@ -9,12 +9,14 @@ SMTP server (count-only) and the SMS / push provider server each in a process of
    whole decision step as the service runs it (lock consent, read opt-outs, suppressions and
    the sends the caps count, decide, claim the attempts with their decisions: one transaction
    per 2,000-dispatch batch);
-3. per channel (email, SMS, push): N dispatches produced to `jm.dispatch`, each carrying its
-   customer's snapshot as the journey engine's do, then the channels pipeline (consumer,
-   policy, render, provider, record, outbox) started as the service starts it; messages/s
-   from the first attempt claimed to the last one recorded, from the attempt log's own
-   timestamps. Caps are on for every channel (2 messages per customer per channel,
-   under a cap of 3 a week), so caps and consent are checked for every message;
+3. per channel (email, SMS, push), one after the other: N dispatches produced to
+   `jm.dispatch`, each carrying its customer's snapshot as the journey engine's do, into the
+   channels pipeline (consumer, policy, render, provider, record, outbox) running as
+   `replicas` processes of the service, 2 by default: this one and `journeyman serve
+   channels` beside it, one consumer group, started once for the three runs; messages/s from
+   the first attempt claimed to the last one recorded, from the attempt log's own
+   timestamps. Caps are on for every channel (2 messages per customer per channel, under a
+   cap of 3 a week), so caps and consent are checked for every message;
 4. per channel, the provider exchange alone, the channel's physical ceiling here: the same
    provider objects the service builds (connection pool, rate limiter, retries) send one
    message composed by the service's own code, again and again with fresh dispatch ids, as
@@ -39,9 +41,10 @@ import httpx
 from rich.console import Console
 
 from journeyman.bench.common import asyncpg_dsn, produce_all, raw_passthrough, report
+from journeyman.bench.replicas import DEFAULT_REPLICAS, partitions_shared, service_replicas
 from journeyman.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
 from services.channels import deciding, repository
-from services.channels.app import create_app, link_maker, providers_for
+from services.channels.app import DISPATCH_GROUP, create_app, link_maker, providers_for
 from services.channels.deciding import Claimed
 from services.channels.delivery import Delivery, Tracking
 from services.channels.policy import Candidate, Facts, address_of, decide_batch
@@ -52,7 +55,7 @@ from shared.contracts import DispatchRequest, ProfileSnapshot
 from shared.db import create_engine
 from shared.kafka import ensure_topics
 from shared.migrations import upgrade
-from shared.topics import DISPATCH
+from shared.topics import DISPATCH, TOPICS
 
 SIZES = {"small": (4_000, 8_000), "default": (20_000, 40_000), "large": (100_000, 200_000)}
 """emails, and SMS and push each"""
@@ -162,36 +165,39 @@ async def _policy_cost(settings: ChannelsSettings, customers: int) -> dict[str, 
 
 
 async def _channel_run(
-    settings: ChannelsSettings, channel: str, count: int, run: str
-) -> tuple[float, int, dict[str, int]]:
+    settings: ChannelsSettings, db: asyncpg.Connection, channel: str, count: int, run: str
+) -> dict[str, Any]:
+    """Produce `count` dispatches of `channel` to the running service and wait until every
+    one is decided and sent (or failed); messages sent a second, from the first claim to the
+    last record."""
     records = [(r.profile_id.encode(), dumps(r.model_dump(mode="json")))
                for r in _requests(channel, count, run)]  # fmt: skip
     await produce_all(settings.kafka_bootstrap_servers, DISPATCH, records)
-    app = create_app(settings)
-    db = await asyncpg.connect(asyncpg_dsn(settings.database_url))
-    try:
-        async with app.router.lifespan_context(app):
-            deadline = time.monotonic() + 600
-            like = f"{run}-{channel}-%"
-            while True:
-                done = await db.fetchval(
-                    "SELECT count(*) FROM channels.send_attempts WHERE dispatch_id LIKE $1 "
-                    "AND status NOT IN ('sending')", like,
-                )  # fmt: skip
-                if done >= count or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.2)
-        row = await db.fetchrow(
-            "SELECT min(claimed_at) AS first, max(finished_at) AS last FROM channels.send_attempts "
-            "WHERE dispatch_id LIKE $1", like,
+    deadline = time.monotonic() + 600
+    like = f"{run}-{channel}-%"
+    while time.monotonic() < deadline:
+        done = await db.fetchval(
+            "SELECT count(*) FROM channels.send_attempts WHERE dispatch_id LIKE $1 "
+            "AND status NOT IN ('sending')", like,
         )  # fmt: skip
-        statuses = {r["status"]: r["n"] for r in await db.fetch(
-            "SELECT status, count(*) AS n FROM channels.send_attempts WHERE dispatch_id LIKE $1 "
-            "GROUP BY 1", like)}  # fmt: skip
-    finally:
-        await db.close()
+        if done >= count:
+            break
+        await asyncio.sleep(0.2)
+    row = await db.fetchrow(
+        "SELECT min(claimed_at) AS first, max(finished_at) AS last FROM channels.send_attempts "
+        "WHERE dispatch_id LIKE $1", like,
+    )  # fmt: skip
+    statuses = {r["status"]: r["n"] for r in await db.fetch(
+        "SELECT status, count(*) AS n FROM channels.send_attempts WHERE dispatch_id LIKE $1 "
+        "GROUP BY 1", like)}  # fmt: skip
     seconds = (row["last"] - row["first"]).total_seconds() if row["first"] else 0.0
-    return seconds, int(statuses.get("sent", 0)), statuses
+    sent = int(statuses.get("sent", 0))
+    return {
+        f"{channel}_dispatches": count,
+        f"{channel}_sent": sent,
+        f"{channel}_statuses": statuses,
+        f"{channel}_messages_per_s": round(sent / seconds, 1) if seconds else 0,
+    }
 
 
 async def _provider_ceiling(settings: ChannelsSettings, channel: str, count: int) -> float:
@@ -221,18 +227,31 @@ async def _provider_ceiling(settings: ChannelsSettings, channel: str, count: int
         await provider.provider.close()
 
 
-async def _per_channel(
-    settings: ChannelsSettings, counts: dict[str, int], provider_url: str, console: Console
+async def _per_channel(  # noqa: PLR0917
+    settings: ChannelsSettings,
+    counts: dict[str, int],
+    provider_url: str,
+    console: Console,
+    replicas: int,
+    work: Path,
 ) -> dict[str, Any]:
     """Points 3 and 4 of the module docstring, for each channel."""
-    figures: dict[str, Any] = {}
-    for channel, count in counts.items():
-        console.print(f"{channel}: {count:,} dispatches …")
-        seconds, sent, statuses = await _channel_run(settings, channel, count, "run")
-        figures[f"{channel}_dispatches"] = count
-        figures[f"{channel}_sent"] = sent
-        figures[f"{channel}_statuses"] = statuses
-        figures[f"{channel}_messages_per_s"] = round(sent / seconds, 1) if seconds else 0
+    figures: dict[str, Any] = {"replicas": replicas}
+    app = create_app(settings)
+    db = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        # The service and its replicas start once for the three runs: a consumer group that
+        # members keep leaving and joining made Tansu hold a new member's join for minutes.
+        async with app.router.lifespan_context(app):
+            dispatch = next(c for c in app.state.runtime.consumers if c.group == DISPATCH_GROUP)
+            partitions = next(spec.partitions for spec in TOPICS if spec.name == DISPATCH)
+            async with service_replicas("channels", replicas - 1, settings, work):
+                await partitions_shared(dispatch, partitions, replicas)
+                for channel, count in counts.items():
+                    console.print(f"{channel}: {count:,} dispatches …")
+                    figures |= await _channel_run(settings, db, channel, count, "run")
+    finally:
+        await db.close()
     async with httpx.AsyncClient() as client:  # before the ceilings add theirs
         figures["provider_server_received"] = (await client.get(f"{provider_url}/_counts")).json()
     for channel, count in counts.items():
@@ -243,7 +262,7 @@ async def _per_channel(
     return figures
 
 
-async def measure(size: str, console: Console) -> dict[str, Any]:
+async def measure(size: str, console: Console, replicas: int) -> dict[str, Any]:
     emails, others = SIZES[size]
     customers = max(emails, others) // 2
     figures: dict[str, Any] = {"benchmark": "channels", "size": size}
@@ -283,7 +302,9 @@ async def measure(size: str, console: Console) -> dict[str, Any]:
             console.print("policy decision cost …")
             figures |= await _policy_cost(settings, customers)
             counts = {"email": emails, "sms": others, "push": others}
-            figures |= await _per_channel(settings, counts, provider_url, console)
+            figures |= await _per_channel(
+                settings, counts, provider_url, console, replicas, Path(tmp)
+            )
         finally:
             await asyncio.to_thread(broker.stop)
             await asyncio.to_thread(pg.stop)
@@ -299,12 +320,17 @@ async def measure(size: str, console: Console) -> dict[str, Any]:
     return figures
 
 
-def run(size: str, json_path: Path | None, console: Console) -> None:
+def run(
+    size: str, json_path: Path | None, console: Console, replicas: int = DEFAULT_REPLICAS
+) -> None:
     if size not in SIZES:
         raise ValueError(f"size: one of {', '.join(SIZES)}")
-    f = asyncio.run(measure(size, console))
+    if replicas < 1:
+        raise ValueError("replicas is at least 1")
+    f = asyncio.run(measure(size, console, replicas))
     rows = [
-        ("raw baseline events/s", float(f["baseline_events_per_s"])),
+        ("raw baseline events/s (one process)", float(f["baseline_events_per_s"])),
+        ("channels service processes", str(f["replicas"])),
         ("email messages/s (SMTP)", float(f["email_messages_per_s"])),
         ("sms messages/s (Twilio API)", float(f["sms_messages_per_s"])),
         ("push messages/s (FCM v1 API)", float(f["push_messages_per_s"])),

@@ -55,8 +55,7 @@ from journeyman.bench.common import (
     raw_passthrough,
     report,
 )
-from journeyman.bench.replicas import service_replicas
-from shared.consumer import BatchConsumer
+from journeyman.bench.replicas import DEFAULT_REPLICAS, partitions_shared, service_replicas
 from shared.kafka import ensure_topics
 from shared.topics import DISPATCH, PROFILE_EVENTS
 
@@ -69,7 +68,6 @@ WARM_UP_EVENTS = {"small": 2_000, "default": 4_000, "large": 4_000}
 SIGN_UP_EVENTS = {"small": 1_000, "default": 10_000, "large": 20_000}  # every one a sign-up
 LATENESS_TIMERS = {"small": 4_000, "default": 20_000, "large": 20_000}
 LATENESS_SPAN_S = 5.0
-DEFAULT_REPLICAS = 2
 TIMER_JOURNEY = """id: bench-timers
 name: Timer benchmark
 version: 1
@@ -275,18 +273,6 @@ async def _completed(dsn: str, prefix: str) -> int:
         await db.close()
 
 
-async def _partitions_shared(
-    consumer: BatchConsumer, total: int, replicas: int, timeout_s: float = 60
-) -> None:
-    """Wait until the group's rebalance gave the other replicas their share of the `total`
-    partitions, so that no latency phase measures a rebalance."""
-    deadline = time.monotonic() + timeout_s
-    while not 0 < len(consumer.assignment()) <= -(-total // replicas):
-        if time.monotonic() > deadline:
-            raise TimeoutError("the replicas did not join the consumer group in time")
-        await asyncio.sleep(0.1)
-
-
 async def _measure(
     pg_url: str, bootstrap: str, work: Path, size: str, replicas: int
 ) -> dict[str, Any]:
@@ -318,7 +304,7 @@ async def _measure(
         consumer = app.state.runtime.consumers[0]
         partitions = len(consumer.assignment())  # all of them, while it runs alone
         async with service_replicas("journey", replicas - 1, settings, work) as others:
-            await _partitions_shared(consumer, partitions, replicas)
+            await partitions_shared(consumer, partitions, replicas)
             # The new replicas' first batches pay for cold caches (statements prepared, pools
             # filled, code paths first run), which the in-process one paid in the throughput
             # phase: a warm-up at the same rate, not measured.

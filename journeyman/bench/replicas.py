@@ -22,8 +22,10 @@ import psutil
 from pydantic_settings import BaseSettings
 
 from journeyman.embedded import free_port
+from shared.consumer import BatchConsumer
 
 ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_REPLICAS = 2  # processes of the service under test: one per core of this machine
 
 
 def settings_env(settings: BaseSettings) -> dict[str, str]:
@@ -98,3 +100,15 @@ async def _wait_ready(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"a replica was not ready in time; see {log}")
             await asyncio.sleep(0.2)
+
+
+async def partitions_shared(
+    consumer: BatchConsumer, total: int, replicas: int, timeout_s: float = 60
+) -> None:
+    """Wait until the group's rebalance gave the other replicas their share of the `total`
+    partitions, so that no measured phase runs through a rebalance."""
+    deadline = time.monotonic() + timeout_s
+    while not 0 < len(consumer.assignment()) <= -(-total // replicas):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the replicas did not join the consumer group in time")
+        await asyncio.sleep(0.1)

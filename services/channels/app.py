@@ -32,6 +32,7 @@ from shared.topics import DISPATCH, PROFILES
 from shared.web import create_service_app
 
 log = logging.getLogger(__name__)
+DISPATCH_GROUP = "channels-dispatch"  # the consumer group the dispatch requests are shared in
 
 
 def _utc_now() -> datetime:
@@ -92,7 +93,7 @@ def create_app(settings: Settings | None = None, clock: Clock = _utc_now) -> Fas
             channels_relay=relay, pipeline=pipeline, templates=templates, providers=providers
         )
         runtime.add_consumer([PROFILES], "channels-profiles", profiles_handler(runtime))
-        runtime.add_consumer([DISPATCH], "channels-dispatch", dispatch_handler(pipeline))
+        runtime.add_consumer([DISPATCH], DISPATCH_GROUP, dispatch_handler(pipeline))
         unknown_after = timedelta(seconds=cfg.unknown_after_s)
         tasks = [
             asyncio.create_task(_every(cfg.deferred_poll_s, "deferred sends", pipeline.run_due)),
