@@ -240,8 +240,9 @@ async def _per_channel(  # noqa: PLR0917
     app = create_app(settings)
     db = await asyncpg.connect(asyncpg_dsn(settings.database_url))
     try:
-        # The service and its replicas start once for the three runs: a consumer group that
-        # members keep leaving and joining made Tansu hold a new member's join for minutes.
+        # The service and its replicas start once for the three runs: restarting them for
+        # each run left a new replica unready past the 90 s limit in about half the runs
+        # (stop 28, docs/performance.md).
         async with app.router.lifespan_context(app):
             dispatch = next(c for c in app.state.runtime.consumers if c.group == DISPATCH_GROUP)
             partitions = next(spec.partitions for spec in TOPICS if spec.name == DISPATCH)
