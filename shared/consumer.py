@@ -148,6 +148,11 @@ class BatchConsumer:
         """The partitions this consumer holds now (the group shares them among replicas)."""
         return set(self._consumer.assignment())
 
+    def partition_count(self) -> int:
+        """The partitions of this consumer's topics, as the broker's metadata has them (0
+        until it has been read): what the group shares among its members."""
+        return sum(len(self._consumer.partitions_for_topic(t) or ()) for t in self._topics)
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()

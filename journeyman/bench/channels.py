@@ -55,7 +55,7 @@ from shared.contracts import DispatchRequest, ProfileSnapshot
 from shared.db import create_engine
 from shared.kafka import ensure_topics
 from shared.migrations import upgrade
-from shared.topics import DISPATCH, TOPICS
+from shared.topics import DISPATCH
 
 SIZES = {"small": (4_000, 8_000), "default": (20_000, 40_000), "large": (100_000, 200_000)}
 """emails, and SMS and push each"""
@@ -245,9 +245,8 @@ async def _per_channel(  # noqa: PLR0917
         # (stop 28, docs/performance.md).
         async with app.router.lifespan_context(app):
             dispatch = next(c for c in app.state.runtime.consumers if c.group == DISPATCH_GROUP)
-            partitions = next(spec.partitions for spec in TOPICS if spec.name == DISPATCH)
             async with service_replicas("channels", replicas - 1, settings, work):
-                await partitions_shared(dispatch, partitions, replicas)
+                await partitions_shared(dispatch, replicas)
                 for channel, count in counts.items():
                     console.print(f"{channel}: {count:,} dispatches …")
                     figures |= await _channel_run(settings, db, channel, count, "run")

@@ -302,9 +302,8 @@ async def _measure(
         through, consume_cpu_s = await _consume_all(app, count)
         await _outbox_drained(dsn)
         consumer = app.state.runtime.consumers[0]
-        partitions = len(consumer.assignment())  # all of them, while it runs alone
         async with service_replicas("journey", replicas - 1, settings, work) as others:
-            await partitions_shared(consumer, partitions, replicas)
+            await partitions_shared(consumer, replicas)
             # The new replicas' first batches pay for cold caches (statements prepared, pools
             # filled, code paths first run), which the in-process one paid in the throughput
             # phase: a warm-up at the same rate, not measured.

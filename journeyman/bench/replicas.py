@@ -102,13 +102,11 @@ async def _wait_ready(
             await asyncio.sleep(0.2)
 
 
-async def partitions_shared(
-    consumer: BatchConsumer, total: int, replicas: int, timeout_s: float = 60
-) -> None:
-    """Wait until the group's rebalance gave the other replicas their share of the `total`
-    partitions, so that no measured phase runs through a rebalance."""
+async def partitions_shared(consumer: BatchConsumer, replicas: int, timeout_s: float = 60) -> None:
+    """Wait until the group's rebalance gave the other replicas their share of the
+    consumer's partitions, so that no measured phase runs through a rebalance."""
     deadline = time.monotonic() + timeout_s
-    while not 0 < len(consumer.assignment()) <= -(-total // replicas):
+    while not 0 < len(consumer.assignment()) <= -(-consumer.partition_count() // replicas):
         if time.monotonic() > deadline:
             raise TimeoutError("the replicas did not join the consumer group in time")
         await asyncio.sleep(0.1)
